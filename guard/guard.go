@@ -1,0 +1,116 @@
+// Package guard is mcpguard's security pipeline for Model Context Protocol
+// servers built with github.com/modelcontextprotocol/go-sdk.
+//
+// Every request passes the same four stages, in order:
+//
+//	authenticate → rate limit → authorize → audit → execute
+//
+// Each stage sits behind a small interface ([Authenticator], [Limiter],
+// [Authorizer], [AuditSink]) so that a program can use mcpguard's
+// implementations (packages authn/apikey, authn/jwt, ratelimit, authz, audit)
+// or its own. A [Guard] joins the stages and applies them twice: as HTTP
+// middleware in front of the streamable-HTTP transport (where a missing
+// credential must become an HTTP 401 and a rate limit an HTTP 429), and as
+// go-sdk receiving middleware on the [mcp.Server] (where every MCP method,
+// tools/list as much as tools/call, is authorized and audited).
+//
+// A minimal secured server:
+//
+//	g := &guard.Guard{Authenticator: keys, Limiter: lim, Authorizer: rbac, Audit: sink}
+//	server := mcp.NewServer(impl, nil)
+//	server.AddReceivingMiddleware(g.MCPMiddleware())
+//	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+//	http.ListenAndServe("127.0.0.1:8080", g.HTTPMiddleware(handler))
+package guard
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// AuthMethod names how a [Principal] proved its identity.
+type AuthMethod string
+
+// The authentication methods mcpguard knows.
+const (
+	MethodAPIKey AuthMethod = "api_key"
+	MethodJWT    AuthMethod = "jwt"
+)
+
+// Principal is the authenticated caller. One Principal flows through every
+// stage of the pipeline; stages read it and never modify it.
+type Principal struct {
+	// Subject identifies the caller within its Issuer: an API key's name or
+	// a JWT's "sub" claim.
+	Subject string
+	// Issuer is the JWT issuer, or "mcpguard" for API keys.
+	Issuer string
+	// Method is how the caller authenticated.
+	Method AuthMethod
+	// KeyID is the API key id, when Method is MethodAPIKey.
+	KeyID string
+	// TokenID is the JWT "jti", when present.
+	TokenID string
+	// ClientID is the OAuth client the credential was issued to, if any.
+	ClientID string
+	// Roles are the roles granted by the credential (before inheritance).
+	Roles []string
+	// Scopes are the OAuth scopes or API key scopes carried by the credential.
+	Scopes []string
+	// Permissions are permission patterns granted directly by the credential
+	// (for example a JWT "permissions" claim), in addition to role grants.
+	Permissions []string
+	// ExpiresAt is when the credential stops being valid; zero means never.
+	ExpiresAt time.Time
+}
+
+// ID returns a stable identifier for the principal, unique across issuers and
+// methods. It keys rate limits and binds MCP sessions to their owner.
+func (p *Principal) ID() string {
+	if p == nil {
+		return ""
+	}
+	return string(p.Method) + ":" + p.Issuer + ":" + p.Subject
+}
+
+// HasRole reports whether the credential itself carries role r. Inheritance
+// is the Authorizer's concern, not the Principal's.
+func (p *Principal) HasRole(r string) bool { return slices.Contains(p.Roles, r) }
+
+// CredentialKind says where a credential was presented.
+type CredentialKind int
+
+// Credential kinds.
+const (
+	// Bearer is "Authorization: Bearer <token>" over HTTP, or MCP_AUTH_TOKEN
+	// on stdio. It may be an API key or a JWT.
+	Bearer CredentialKind = iota + 1
+	// APIKeyHeader is "X-API-Key: <key>" over HTTP, or MCP_API_KEY on stdio.
+	APIKeyHeader
+)
+
+// Credential is a secret presented by a caller. Its Secret must never be
+// logged, audited or echoed in an error.
+type Credential struct {
+	Kind   CredentialKind
+	Secret string
+}
+
+// Authenticator turns a credential into a Principal.
+//
+// Errors: an invalid, expired or revoked credential yields an error wrapping
+// [ErrInvalidCredentials] whose text says why in words safe to audit (it must
+// never contain the credential). Any other error is an internal failure (for
+// example the store is unreachable) and fails the request closed without
+// counting as an authentication failure.
+type Authenticator interface {
+	Authenticate(ctx context.Context, cred Credential) (*Principal, error)
+}
+
+// ErrInvalidCredentials marks a credential that was presented and refused.
+var ErrInvalidCredentials = errors.New("invalid credentials")
+
+// ErrNoCredentials marks a request that presented no credential at all.
+var ErrNoCredentials = errors.New("no credentials")

@@ -1,0 +1,584 @@
+package guard_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpguard/mcpguard/authz"
+	"github.com/mcpguard/mcpguard/guard"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// keyAuth is a unit-test Authenticator: a fixed map from secret to principal.
+type keyAuth map[string]*guard.Principal
+
+func (k keyAuth) Authenticate(_ context.Context, c guard.Credential) (*guard.Principal, error) {
+	if c.Secret == "boom" {
+		return nil, errors.New("store unreachable")
+	}
+	if p, ok := k[c.Secret]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: unknown", guard.ErrInvalidCredentials)
+}
+
+// memSink is a unit-test AuditSink.
+type memSink struct {
+	mu   sync.Mutex
+	recs []guard.Record
+	fail bool
+}
+
+func (m *memSink) Record(_ context.Context, r *guard.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("disk full")
+	}
+	m.recs = append(m.recs, *r)
+	return nil
+}
+
+func (m *memSink) find(decision guard.Outcome, method string) []guard.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []guard.Record
+	for _, r := range m.recs {
+		if r.Decision == decision && r.Method == method {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// budget is a unit-test Limiter: n requests per principal, then refusal.
+type budget struct {
+	mu   sync.Mutex
+	n    int
+	used map[string]int
+}
+
+func (b *budget) Limit(_ context.Context, p *guard.Principal, tool string) (guard.LimitResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used[p.ID()] >= b.n {
+		return guard.LimitResult{RetryAfter: 1500 * time.Millisecond, Scope: "identity"}, nil
+	}
+	b.used[p.ID()]++
+	return guard.LimitResult{Allowed: true}, nil
+}
+
+// lock is a unit-test Lockout: locked after max failures.
+type lock struct {
+	mu       sync.Mutex
+	max      int
+	failures map[string]int
+}
+
+func (l *lock) Locked(_ context.Context, src string) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Minute, l.failures[src] >= l.max
+}
+
+func (l *lock) Failure(_ context.Context, src string) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures[src]++
+	return time.Minute, l.failures[src] >= l.max
+}
+
+var tools = []string{"delete_users", "drop_table", "execute_sql", "query", "list_tables", "describe_table"}
+
+func rbac(t testing.TB) *authz.RBAC {
+	r, err := authz.NewRBAC(authz.Policy{
+		Roles: map[string]authz.Role{
+			"viewer":    {},
+			"developer": {Inherits: []string{"viewer"}},
+			"admin":     {Inherits: []string{"developer"}, Permissions: []string{"tools:call:*", "resources:read:*", "prompts:get:*"}},
+		},
+		Tools: map[string]authz.Requirement{
+			"delete_users": {Roles: []string{"admin"}}, "drop_table": {Roles: []string{"admin"}},
+			"execute_sql": {Roles: []string{"developer"}}, "query": {Roles: []string{"viewer"}},
+			"list_tables": {Roles: []string{"viewer"}}, "describe_table": {Roles: []string{"viewer"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type echoArgs struct {
+	Table  string `json:"table,omitempty"`
+	Secret string `json:"password,omitempty"`
+}
+
+// newServer is an MCP server whose six tools echo their name, plus a
+// resource and a prompt, guarded by g.
+func newServer(g *guard.Guard, opts guard.MCPOptions) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	s.AddReceivingMiddleware(g.MCPMiddleware(opts))
+	for _, name := range tools {
+		mcp.AddTool(s, &mcp.Tool{Name: name}, func(ctx context.Context, req *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ran " + req.Params.Name}}}, nil, nil
+		})
+	}
+	s.AddResource(&mcp.Resource{URI: "file:///secret.txt", Name: "secret"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "file:///secret.txt", Text: "s3cret"}}}, nil
+	})
+	s.AddPrompt(&mcp.Prompt{Name: "summarize"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hi"}}}}, nil
+	})
+	return s
+}
+
+type fixture struct {
+	g    *guard.Guard
+	sink *memSink
+	url  string
+}
+
+func newHTTPFixture(t *testing.T, mutate func(*guard.Guard)) *fixture {
+	sink := &memSink{}
+	g := &guard.Guard{
+		Authenticator: keyAuth{
+			"admin-key": {Subject: "ann", Method: guard.MethodAPIKey, Roles: []string{"admin"}},
+			"dev-key":   {Subject: "dave", Method: guard.MethodAPIKey, Roles: []string{"developer"}},
+			"view-key":  {Subject: "vic", Method: guard.MethodAPIKey, Roles: []string{"viewer"}},
+		},
+		Authorizer:     rbac(t),
+		Audit:          sink,
+		ArgumentFields: []string{"table"},
+	}
+	if mutate != nil {
+		mutate(g)
+	}
+	server := newServer(g, guard.MCPOptions{Transport: "http"})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	ts := httptest.NewServer(g.HTTPMiddleware(h))
+	t.Cleanup(ts.Close)
+	return &fixture{g: g, sink: sink, url: ts.URL}
+}
+
+type headerRT struct {
+	h    http.Header
+	base http.RoundTripper
+}
+
+func (rt headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range rt.h {
+		r.Header[k] = v
+	}
+	return rt.base.RoundTrip(r)
+}
+
+func connect(t *testing.T, url string, h http.Header) (*mcp.ClientSession, error) {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: headerRT{h, http.DefaultTransport}}, MaxRetries: -1}
+	cs, err := client.Connect(context.Background(), tr, nil)
+	if err == nil {
+		t.Cleanup(func() { cs.Close() })
+	}
+	return cs, err
+}
+
+func bearer(k string) http.Header { return http.Header{"Authorization": {"Bearer " + k}} }
+
+func toolText(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func TestRoleMatrixOverHTTP(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	ctx := context.Background()
+	want := map[string][]string{
+		"admin-key": tools,
+		"dev-key":   {"execute_sql", "query", "list_tables", "describe_table"},
+		"view-key":  {"query", "list_tables", "describe_table"},
+	}
+	for key, allowed := range want {
+		cs, err := connect(t, f.url, bearer(key))
+		if err != nil {
+			t.Fatalf("%s: connect: %v", key, err)
+		}
+		lt, err := cs.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, tool := range lt.Tools {
+			listed = append(listed, tool.Name)
+		}
+		slices.Sort(listed)
+		exp := slices.Sorted(slices.Values(allowed))
+		if !slices.Equal(listed, exp) {
+			t.Errorf("%s: tools/list = %v, want %v", key, listed, exp)
+		}
+		for _, tool := range tools {
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+			if err != nil {
+				t.Fatalf("%s %s: %v", key, tool, err)
+			}
+			ok := slices.Contains(allowed, tool)
+			if ok == res.IsError || ok != (toolText(res) == "ran "+tool) {
+				t.Errorf("%s %s: isError=%v text=%q; want allowed=%v", key, tool, res.IsError, toolText(res), ok)
+			}
+		}
+	}
+}
+
+func TestAccessDeniedTextAndAudit(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	cs, err := connect(t, f.url, http.Header{"X-Api-Key": {"dev-key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_users", Arguments: map[string]any{"table": "users", "password": "hunter2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nAction: Blocked and logged"
+	if !res.IsError || toolText(res) != want {
+		t.Fatalf("got isError=%v text:\n%s\nwant:\n%s", res.IsError, toolText(res), want)
+	}
+	recs := f.sink.find(guard.Denied, "tools/call")
+	if len(recs) != 1 {
+		t.Fatalf("denied records = %d, want 1", len(recs))
+	}
+	r := recs[0]
+	if r.Subject != "dave" || r.Target != "delete_users" || !slices.Equal(r.Roles, []string{"developer"}) ||
+		!slices.Equal(r.RequiredRoles, []string{"admin"}) || r.Transport != "http" || r.ClientAddr != "127.0.0.1" ||
+		r.RequestID == "" || r.SessionID == "" || r.ArgsDigest == "" || r.Args["table"] != "users" {
+		t.Fatalf("audit record = %+v", r)
+	}
+	if _, ok := r.Args["password"]; ok {
+		t.Fatal("a non-allow-listed argument reached the audit record")
+	}
+	b, _ := json.Marshal(f.sink.recs)
+	if strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "dev-key") {
+		t.Fatal("a secret reached the audit log")
+	}
+}
+
+func TestUnauthenticatedHTTP(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
+	for name, h := range map[string]http.Header{
+		"missing":        {},
+		"invalid bearer": bearer("nope"),
+		"invalid header": {"X-Api-Key": {"nope"}},
+		"basic scheme":   {"Authorization": {"Basic YWRtaW4ta2V5Og=="}},
+	} {
+		req, _ := http.NewRequest("POST", f.url, strings.NewReader(body))
+		req.Header = h
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="mcpguard"`) {
+			t.Errorf("%s: status %d, WWW-Authenticate %q", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: security headers missing", name)
+		}
+	}
+	// A token in the query string is never read.
+	req, _ := http.NewRequest("POST", f.url+"?access_token=admin-key&api_key=admin-key", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("query-string token: status %d, want 401", resp.StatusCode)
+	}
+	if n := len(f.sink.find(guard.AuthFailed, "initialize")); n != 5 {
+		t.Fatalf("AUTH_FAILED records = %d, want 5", n)
+	}
+	// An internal failure is 503, not 401, and not an authentication failure.
+	req, _ = http.NewRequest("POST", f.url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer boom")
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || len(f.sink.find(guard.Failed, "initialize")) != 1 {
+		t.Fatalf("internal failure: status %d", resp.StatusCode)
+	}
+}
+
+func TestRateLimitHTTP(t *testing.T) {
+	lim := &budget{n: 8, used: map[string]int{}}
+	f := newHTTPFixture(t, func(g *guard.Guard) { g.Limiter = lim })
+	cs, err := connect(t, f.url, bearer("view-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := cs.Ping(ctx, nil); err != nil { // settle the connection's own requests
+		t.Fatal(err)
+	}
+	lim.mu.Lock()
+	left := lim.n - lim.used["api_key::vic"]
+	lim.mu.Unlock()
+	var lastErr error
+	calls := 0
+	for range 10 {
+		if _, lastErr = cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}}); lastErr != nil {
+			break
+		}
+		calls++
+	}
+	if calls != left || lastErr == nil || left < 1 {
+		t.Fatalf("calls before refusal = %d (err %v), want %d", calls, lastErr, left)
+	}
+	// Raw request to see the status and Retry-After.
+	req, _ := http.NewRequest("POST", f.url, strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"query"}}`))
+	req.Header.Set("Authorization", "Bearer view-key")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("status %d Retry-After %q; want 429 and 2", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	recs := f.sink.find(guard.RateLimited, "tools/call")
+	if len(recs) < 2 || recs[0].Target != "query" || recs[0].Subject != "vic" {
+		t.Fatalf("rate-limited records = %+v", recs)
+	}
+	// Other principals are unaffected.
+	other, err := connect(t, f.url, bearer("admin-key"))
+	if err != nil {
+		t.Fatalf("another principal was limited: %v", err)
+	}
+	if _, err := other.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLockout(t *testing.T) {
+	f := newHTTPFixture(t, func(g *guard.Guard) { g.Lockout = &lock{max: 3, failures: map[string]int{}} })
+	status := func(key string) (int, string) {
+		req, _ := http.NewRequest("POST", f.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	for i := range 3 {
+		if code, _ := status(fmt.Sprint("guess-", i)); code != 401 {
+			t.Fatalf("attempt %d: status %d, want 401", i, code)
+		}
+	}
+	// Locked now, even with a valid key.
+	if code, ra := status("admin-key"); code != 429 || ra != "60" {
+		t.Fatalf("after lockout: status %d Retry-After %q, want 429 and 60", code, ra)
+	}
+	recs := f.sink.find(guard.AuthFailed, "ping")
+	if len(recs) != 4 || !strings.Contains(recs[2].Reason, "locked out") || !strings.Contains(recs[3].Reason, "locked out") {
+		t.Fatalf("lockout not audited: %+v", recs)
+	}
+}
+
+func TestOriginAndBodyLimits(t *testing.T) {
+	f := newHTTPFixture(t, func(g *guard.Guard) {
+		g.HTTP.AllowedOrigins = []string{"https://app.example.com"}
+		g.HTTP.MaxBodyBytes = 1024
+	})
+	do := func(origin, body string) int {
+		req, _ := http.NewRequest("POST", f.url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admin-key")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ping := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
+	for origin, want := range map[string]int{
+		"https://evil.example":    403,
+		"http://evil.localhost.x": 403,
+		"null":                    403,
+		"https://app.example.com": 200,
+		"http://localhost:3000":   200, // loopback page to loopback server
+		"":                        200,
+	} {
+		if got := do(origin, ping); got != want {
+			t.Errorf("Origin %q: status %d, want %d", origin, got, want)
+		}
+	}
+	if got := do("", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"`+strings.Repeat("a", 2000)+`"}}`); got != 413 {
+		t.Errorf("oversized body: status %d, want 413", got)
+	}
+}
+
+func TestAuditFailureFailsClosed(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	cs, err := connect(t, f.url, bearer("admin-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sink.mu.Lock()
+	f.sink.fail = true
+	f.sink.mu.Unlock()
+	_, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}})
+	var rpcErr *jsonrpc.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != guard.CodeUnavailable {
+		t.Fatalf("call with a failing audit sink: err = %v, want CodeUnavailable", err)
+	}
+}
+
+func TestResourcesAndPrompts(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	ctx := context.Background()
+	admin, err := connect(t, f.url, bearer("admin-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := connect(t, f.url, bearer("view-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := admin.ListResources(ctx, nil); err != nil || len(r.Resources) != 1 {
+		t.Fatalf("admin resources/list = %v, %v", r, err)
+	}
+	if r, err := viewer.ListResources(ctx, nil); err != nil || len(r.Resources) != 0 {
+		t.Fatalf("viewer resources/list = %+v, %v", r, err)
+	}
+	if _, err := viewer.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///secret.txt"}); err == nil || !strings.Contains(err.Error(), "ACCESS DENIED") {
+		t.Fatalf("viewer resources/read error = %v", err)
+	}
+	if _, err := admin.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///secret.txt"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := viewer.ListPrompts(ctx, nil); err != nil || len(r.Prompts) != 0 {
+		t.Fatalf("viewer prompts/list = %+v, %v", r, err)
+	}
+	if _, err := viewer.GetPrompt(ctx, &mcp.GetPromptParams{Name: "summarize"}); err == nil {
+		t.Fatal("viewer got a prompt no rule grants")
+	}
+	if _, err := admin.GetPrompt(ctx, &mcp.GetPromptParams{Name: "summarize"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSessionBoundToPrincipal(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	cs, err := connect(t, f.url, bearer("admin-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", f.url, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"query","arguments":{}}}`))
+	req.Header.Set("Authorization", "Bearer view-key")
+	req.Header.Set("Mcp-Session-Id", cs.ID())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("another principal used admin's session: status %d", resp.StatusCode)
+	}
+}
+
+func TestStdioStyleInBand(t *testing.T) {
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		cred    *guard.Credential
+		wantErr int64
+	}{
+		"no credential":      {nil, guard.CodeUnauthenticated},
+		"invalid credential": {&guard.Credential{Kind: guard.APIKeyHeader, Secret: "nope"}, guard.CodeUnauthenticated},
+		"valid credential":   {&guard.Credential{Kind: guard.APIKeyHeader, Secret: "dev-key"}, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sink := &memSink{}
+			g := &guard.Guard{Authenticator: keyAuth{"dev-key": {Subject: "dave", Roles: []string{"developer"}}},
+				Authorizer: rbac(t), Audit: sink, Limiter: &budget{n: 3, used: map[string]int{}}}
+			server := newServer(g, guard.MCPOptions{Transport: "stdio", Credential: tc.cred})
+			st, ct := mcp.NewInMemoryTransports()
+			ss, err := server.Connect(ctx, st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ss.Close()
+			cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(ctx, ct, nil)
+			if err != nil {
+				t.Fatalf("initialize must work without credentials: %v", err)
+			}
+			defer cs.Close()
+			if err := cs.Ping(ctx, nil); err != nil {
+				t.Fatalf("ping must work without credentials: %v", err)
+			}
+			_, err = cs.ListTools(ctx, nil)
+			var rpcErr *jsonrpc.Error
+			if tc.wantErr != 0 {
+				if !errors.As(err, &rpcErr) || rpcErr.Code != tc.wantErr {
+					t.Fatalf("tools/list err = %v, want code %d", err, tc.wantErr)
+				}
+				if len(sink.find(guard.AuthFailed, "tools/list")) != 1 {
+					t.Fatal("auth failure not audited")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "drop_table", Arguments: map[string]any{}})
+			if err != nil || !res.IsError || !strings.Contains(toolText(res), "Required role: admin") {
+				t.Fatalf("drop_table as developer: %v %v", res, err)
+			}
+			// Budget of 3: list, drop_table, then this one; the fourth is refused.
+			if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}})
+			if !errors.As(err, &rpcErr) || rpcErr.Code != guard.CodeRateLimited {
+				t.Fatalf("over budget: err = %v, want CodeRateLimited", err)
+			}
+			var data map[string]any
+			if json.Unmarshal(rpcErr.Data, &data) != nil || data["retry_after_seconds"] != float64(2) || data["reset_at"] == "" {
+				t.Fatalf("rate-limit error data = %s", rpcErr.Data)
+			}
+			if recs := sink.find(guard.RateLimited, "tools/call"); len(recs) != 1 || recs[0].Transport != "stdio" {
+				t.Fatalf("rate limit not audited: %+v", recs)
+			}
+		})
+	}
+}

@@ -1,0 +1,299 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+)
+
+// HTTPOptions configure HTTPMiddleware.
+type HTTPOptions struct {
+	// MaxBodyBytes bounds a request body; larger requests get 413. Zero
+	// means 1 MiB.
+	MaxBodyBytes int64
+	// AllowedOrigins are the exact Origin values (scheme://host[:port])
+	// accepted from browsers. A request without an Origin header (any
+	// non-browser client) is not affected. Loopback origins are accepted
+	// when the request's Host is loopback too; anything else gets 403, which
+	// defeats DNS rebinding.
+	AllowedOrigins []string
+	// Realm is the realm in WWW-Authenticate challenges; "" means "mcpguard".
+	Realm string
+	// ResourceMetadataURL, when set, is advertised in WWW-Authenticate
+	// challenges (RFC 9728) so that OAuth clients can discover the
+	// authorization server.
+	ResourceMetadataURL string
+}
+
+// DefaultMaxBodyBytes is the default request-body bound.
+const DefaultMaxBodyBytes = 1 << 20
+
+// SecurityHeaders sets the response headers every mcpguard HTTP response
+// carries.
+func SecurityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+}
+
+// envelope is the part of a JSON-RPC message the HTTP stage needs: enough to
+// rate-limit per tool before the MCP server parses the message in full.
+type envelope struct {
+	Method string `json:"method"`
+	Params struct {
+		Name string `json:"name"`
+	} `json:"params"`
+}
+
+func parseEnvelopes(body []byte) []envelope {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		var batch []envelope
+		if json.Unmarshal(body, &batch) == nil {
+			return batch
+		}
+		return nil
+	}
+	var one envelope
+	if json.Unmarshal(body, &one) == nil {
+		return []envelope{one}
+	}
+	return nil
+}
+
+// HTTPMiddleware returns middleware for the streamable-HTTP MCP endpoint. It
+// bounds the body, validates Origin, authenticates every request
+// (Authorization: Bearer, or X-API-Key; never a query parameter), locks out
+// sources that keep failing, and rate-limits each JSON-RPC message. Refusals
+// are HTTP errors (401 with a Bearer challenge, 403, 413, 429 with
+// Retry-After) and are audited. The authenticated caller is handed to
+// MCPMiddleware, which must also be installed on the mcp.Server.
+//
+// The credential headers are removed from the request passed on, so that
+// no tool handler or upstream ever sees the caller's secret.
+func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
+	// go-sdk reads the caller's identity from auth.TokenInfo in the request
+	// context (it also binds sessions to TokenInfo.UserID); the only way to
+	// put one there is its RequireBearerToken middleware, fed here with the
+	// principal this middleware has already authenticated.
+	inject := auth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		c, _ := r.Context().Value(callerKey{}).(*caller)
+		if c == nil || c.principal == nil {
+			return nil, auth.ErrInvalidToken
+		}
+		return &auth.TokenInfo{
+			UserID: c.principal.ID(),
+			Scopes: c.principal.Scopes,
+			Extra:  map[string]any{extraKey: c},
+		}, nil
+	}, &auth.RequireBearerTokenOptions{
+		// Expiry was checked by the Authenticator, with its leeway.
+		AllowMissingExpiration: true,
+	})(next)
+
+	maxBody := g.HTTP.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SecurityHeaders(w.Header())
+		ctx := r.Context()
+		c := &caller{requestID: newRequestID(), clientAddr: clientIP(r), transport: "http"}
+		w.Header().Set("X-Request-Id", c.requestID)
+		rec := &Record{Time: g.now(), Method: "http " + r.Method}
+
+		if origin := r.Header.Get("Origin"); origin != "" && !g.originAllowed(origin, r.Host) {
+			rec.Decision, rec.Reason = Denied, "origin not allowed: "+sanitize(origin, 200)
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusForbidden, "forbidden_origin", "this Origin may not call the MCP endpoint; add it to server.allowed_origins")
+			return
+		}
+
+		var body []byte
+		if r.Method == http.MethodPost {
+			var err error
+			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+			if err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					rec.Decision, rec.Reason = Denied, fmt.Sprintf("request body larger than %d bytes", maxBody)
+					g.record(ctx, rec, c)
+					writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", maxBody))
+					return
+				}
+				writeError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+				return
+			}
+		}
+		msgs := parseEnvelopes(body)
+		if len(msgs) == 1 {
+			rec.Method = msgs[0].Method
+			if msgs[0].Method == "tools/call" || msgs[0].Method == "prompts/get" {
+				rec.Target = sanitize(msgs[0].Params.Name, 200)
+			}
+		}
+
+		if g.Lockout != nil {
+			if wait, locked := g.Lockout.Locked(ctx, c.clientAddr); locked {
+				rec.Decision, rec.Reason = AuthFailed, "source locked out after repeated authentication failures"
+				g.record(ctx, rec, c)
+				w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
+				writeError(w, http.StatusTooManyRequests, "too_many_failures", "too many failed authentication attempts; retry later")
+				return
+			}
+		}
+
+		cred, ok := credentialFrom(r)
+		if !ok {
+			rec.Decision, rec.Reason = AuthFailed, "no credentials"
+			g.record(ctx, rec, c)
+			g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
+			return
+		}
+		p, err := g.Authenticator.Authenticate(ctx, cred)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCredentials) {
+				rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
+				g.record(ctx, rec, c)
+				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
+				return
+			}
+			rec.Decision, rec.Reason = AuthFailed, err.Error()
+			if g.Lockout != nil {
+				if wait, locked := g.Lockout.Failure(ctx, c.clientAddr); locked {
+					rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
+				}
+			}
+			g.record(ctx, rec, c)
+			g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+			return
+		}
+		c.principal = p
+
+		if len(msgs) == 0 {
+			msgs = []envelope{{}} // GET, DELETE or unparsable body: one request
+		}
+		for _, m := range msgs {
+			tool := ""
+			if m.Method == "tools/call" {
+				tool = m.Params.Name
+			}
+			res, err := g.limit(ctx, p, tool)
+			if err != nil {
+				rec.Decision, rec.Reason = Failed, err.Error()
+				g.record(ctx, rec, c)
+				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "rate limiting is temporarily unavailable; try again later")
+				return
+			}
+			if !res.Allowed {
+				rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
+				if m.Method != "" {
+					rec.Method, rec.Target = m.Method, sanitize(tool, 200)
+				}
+				g.record(ctx, rec, c)
+				w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(res.RetryAfter)))
+				writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
+				return
+			}
+		}
+
+		r2 := r.Clone(context.WithValue(ctx, callerKey{}, c))
+		r2.Header.Del("X-API-Key")
+		r2.Header.Set("Authorization", "Bearer mcpguard-authenticated")
+		if r.Method == http.MethodPost {
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			r2.ContentLength = int64(len(body))
+		}
+		inject.ServeHTTP(w, r2)
+	})
+}
+
+type callerKey struct{}
+
+// credentialFrom reads the request's credential: Authorization: Bearer
+// first, then X-API-Key. Query parameters are never consulted.
+func credentialFrom(r *http.Request) (Credential, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, found := strings.Cut(h, " ")
+		if found && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+			return Credential{Kind: Bearer, Secret: strings.TrimSpace(token)}, true
+		}
+		return Credential{}, false
+	}
+	if k := r.Header.Get("X-API-Key"); k != "" {
+		return Credential{Kind: APIKeyHeader, Secret: strings.TrimSpace(k)}, true
+	}
+	return Credential{}, false
+}
+
+// clientIP is the request's peer address without its port.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (g *Guard) originAllowed(origin, requestHost string) bool {
+	if slices.Contains(g.HTTP.AllowedOrigins, origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	return isLoopbackHost(u.Host) && isLoopbackHost(requestHost)
+}
+
+// challenge writes a 401 with a Bearer challenge (RFC 6750 §3).
+func (g *Guard) challenge(w http.ResponseWriter, errCode, description string) {
+	realm := g.HTTP.Realm
+	if realm == "" {
+		realm = "mcpguard"
+	}
+	params := []string{fmt.Sprintf("realm=%q", realm)}
+	if g.HTTP.ResourceMetadataURL != "" {
+		params = append(params, fmt.Sprintf("resource_metadata=%q", g.HTTP.ResourceMetadataURL))
+	}
+	if errCode != "" {
+		params = append(params, fmt.Sprintf("error=%q", errCode), fmt.Sprintf("error_description=%q", description))
+	}
+	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	if errCode == "" {
+		errCode = "unauthorized"
+	}
+	writeError(w, http.StatusUnauthorized, errCode, description)
+}
+
+// writeError writes an OAuth-style JSON error body.
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
+}

@@ -1,0 +1,309 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// MCPOptions configure MCPMiddleware for one transport.
+type MCPOptions struct {
+	// Transport names the transport in audit records: "http" or "stdio".
+	Transport string
+	// Credential authenticates requests that did not come through
+	// HTTPMiddleware: on stdio it is read from the environment (MCP_API_KEY
+	// or MCP_AUTH_TOKEN). Nil means such requests are refused.
+	Credential *Credential
+}
+
+// extraKey is the auth.TokenInfo.Extra key under which HTTPMiddleware hands
+// the authenticated caller to MCPMiddleware.
+const extraKey = "mcpguard.caller"
+
+// handshake methods may run before authentication on transports without
+// HTTP (stdio): they reveal nothing but the server's name and capabilities.
+func isHandshake(method string) bool {
+	switch method {
+	case "initialize", "ping", "notifications/initialized", "server/discover":
+		return true
+	}
+	return false
+}
+
+// sessionMethods are open to every authenticated principal: they concern the
+// connection itself, not a tool, resource or prompt.
+func isSessionMethod(method string) bool {
+	switch method {
+	case "initialize", "ping", "server/discover", "logging/setLevel", "subscriptions/listen":
+		return true
+	}
+	return strings.HasPrefix(method, "notifications/")
+}
+
+// MCPMiddleware returns go-sdk receiving middleware that authorizes and
+// audits every MCP method, and authenticates and rate-limits requests that
+// did not pass HTTPMiddleware (stdio). Install it with
+// mcp.Server.AddReceivingMiddleware, outermost.
+func (g *Guard) MCPMiddleware(opts MCPOptions) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			c := callerFromRequest(req)
+			if c == nil {
+				if isHandshake(method) {
+					return next(ctx, method, req)
+				}
+				var err error
+				if c, err = g.authenticateInBand(ctx, method, req, opts); err != nil {
+					return nil, err
+				}
+			}
+			return g.authorize(ctx, method, req, c, next)
+		}
+	}
+}
+
+func callerFromRequest(req mcp.Request) *caller {
+	extra := req.GetExtra()
+	if extra == nil || extra.TokenInfo == nil {
+		return nil
+	}
+	c, _ := extra.TokenInfo.Extra[extraKey].(*caller)
+	return c
+}
+
+func sessionID(req mcp.Request) string {
+	if s := req.GetSession(); s != nil {
+		return s.ID()
+	}
+	return ""
+}
+
+// authenticateInBand authenticates and rate-limits a request that carries no
+// HTTP-level identity, using the transport's configured credential.
+func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.Request, opts MCPOptions) (*caller, error) {
+	start := g.now()
+	c := &caller{requestID: newRequestID(), transport: opts.Transport}
+	rec := &Record{Time: start, Method: method, Target: targetOf(method, req), SessionID: sessionID(req)}
+	if opts.Credential == nil || opts.Credential.Secret == "" {
+		rec.Decision, rec.Reason = AuthFailed, "no credentials"
+		g.record(ctx, rec, c)
+		return nil, &jsonrpc.Error{Code: CodeUnauthenticated, Message: "authentication required: set MCP_API_KEY or MCP_AUTH_TOKEN in the server's environment"}
+	}
+	p, err := g.Authenticator.Authenticate(ctx, *opts.Credential)
+	if err != nil {
+		if !errors.Is(err, ErrInvalidCredentials) {
+			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
+			g.record(ctx, rec, c)
+			return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: "authentication is temporarily unavailable; try again later"}
+		}
+		rec.Decision, rec.Reason = AuthFailed, err.Error()
+		g.record(ctx, rec, c)
+		return nil, &jsonrpc.Error{Code: CodeUnauthenticated, Message: "authentication failed: the credential in MCP_API_KEY or MCP_AUTH_TOKEN is invalid, expired or revoked"}
+	}
+	c.principal = p
+	tool := ""
+	if method == "tools/call" {
+		tool = rec.Target
+	}
+	res, err := g.limit(ctx, p, tool)
+	if err != nil {
+		rec.Decision, rec.Reason = Failed, err.Error()
+		g.record(ctx, rec, c)
+		return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: "rate limiting is temporarily unavailable; try again later"}
+	}
+	if !res.Allowed {
+		rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
+		if err := g.record(ctx, rec, c); err != nil {
+			return nil, auditUnavailable()
+		}
+		return nil, rateLimitError(res, g.now())
+	}
+	return c, nil
+}
+
+func rateLimitError(res LimitResult, now time.Time) error {
+	secs := retrySeconds(res.RetryAfter)
+	reset := now.Add(time.Duration(secs) * time.Second).UTC().Format(time.RFC3339)
+	data, _ := json.Marshal(map[string]any{"retry_after_seconds": secs, "reset_at": reset, "scope": res.Scope})
+	return &jsonrpc.Error{
+		Code:    CodeRateLimited,
+		Message: fmt.Sprintf("rate limit exceeded: retry after %d seconds (at %s)", secs, reset),
+		Data:    data,
+	}
+}
+
+func auditUnavailable() error {
+	return &jsonrpc.Error{Code: CodeUnavailable, Message: "the request could not be audited and was refused; try again later"}
+}
+
+// targetOf extracts the tool name, resource URI or prompt name of a request.
+func targetOf(method string, req mcp.Request) string {
+	switch p := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		return p.Name
+	case *mcp.ReadResourceParams:
+		return p.URI
+	case *mcp.SubscribeParams:
+		return p.URI
+	case *mcp.UnsubscribeParams:
+		return p.URI
+	case *mcp.GetPromptParams:
+		return p.Name
+	case *mcp.CompleteParams:
+		if p.Ref != nil {
+			if p.Ref.Type == "ref/resource" {
+				return p.Ref.URI
+			}
+			return p.Ref.Name
+		}
+	}
+	return ""
+}
+
+// actionOf maps a request to the Action it needs, or ok=false when the
+// method is not one a principal can be granted (deny by default).
+func actionOf(method string, req mcp.Request) (Action, bool) {
+	target := targetOf(method, req)
+	switch method {
+	case "tools/call":
+		return Action{Method: "tools/call", Target: target}, true
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return Action{Method: "resources/read", Target: target}, true
+	case "prompts/get":
+		return Action{Method: "prompts/get", Target: target}, true
+	case "completion/complete":
+		if p, ok := req.GetParams().(*mcp.CompleteParams); ok && p.Ref != nil {
+			if p.Ref.Type == "ref/resource" {
+				return Action{Method: "resources/read", Target: target}, true
+			}
+			return Action{Method: "prompts/get", Target: target}, true
+		}
+	}
+	return Action{}, false
+}
+
+func kindOf(a Action) string {
+	switch a.Method {
+	case "tools/call":
+		return "Tool"
+	case "resources/read":
+		return "Resource"
+	}
+	return "Prompt"
+}
+
+// authorize is stages 3 and 4 (authorize, audit) around execution.
+func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c *caller, next mcp.MethodHandler) (mcp.Result, error) {
+	start := g.now()
+	rec := &Record{Time: start, Method: method, SessionID: sessionID(req)}
+	p := c.principal
+
+	switch method {
+	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+		res, err := next(ctx, method, req)
+		if err == nil {
+			visible, total := g.filterList(ctx, p, res)
+			rec.Reason = fmt.Sprintf("%d of %d items visible", visible, total)
+		}
+		return g.finish(ctx, rec, c, start, res, err)
+	}
+
+	if isSessionMethod(method) {
+		if method != "initialize" && method != "server/discover" {
+			return next(ctx, method, req) // not worth an audit record each
+		}
+		res, err := next(ctx, method, req)
+		rec.Reason = "session method"
+		return g.finish(ctx, rec, c, start, res, err)
+	}
+
+	a, ok := actionOf(method, req)
+	if !ok {
+		rec.Decision, rec.Reason = Denied, "method not permitted: "+sanitize(method, 100)
+		if err := g.record(ctx, rec, c); err != nil {
+			return nil, auditUnavailable()
+		}
+		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: "method not permitted by mcpguard"}
+	}
+	rec.Target = a.Target
+	if params, ok := req.GetParams().(*mcp.CallToolParamsRaw); ok {
+		rec.ArgsDigest, rec.Args = g.summarizeArgs(params.Arguments)
+	}
+	d := g.Authorizer.Authorize(ctx, p, a)
+	rec.Reason, rec.Policies = d.Reason, d.Policies
+	if !d.Allowed {
+		rec.Decision, rec.RequiredRoles = Denied, roleList(d.RequiredRoles)
+		rec.Duration = g.now().Sub(start)
+		if err := g.record(ctx, rec, c); err != nil {
+			return nil, auditUnavailable()
+		}
+		text := AccessDeniedText(kindOf(a), a.Target, d, g.heldRoles(p))
+		if method == "tools/call" {
+			return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil
+		}
+		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: text}
+	}
+	res, err := next(ctx, method, req)
+	return g.finish(ctx, rec, c, start, res, err)
+}
+
+// finish writes the ALLOWED record of an executed request. If the record
+// cannot be written the result is withheld from the caller.
+func (g *Guard) finish(ctx context.Context, rec *Record, c *caller, start time.Time, res mcp.Result, err error) (mcp.Result, error) {
+	rec.Decision = Allowed
+	rec.Duration = g.now().Sub(start)
+	if err != nil {
+		rec.Error = truncate(err.Error(), 512)
+	} else if ctr, ok := res.(*mcp.CallToolResult); ok && ctr.IsError {
+		rec.ToolError = true
+	}
+	if aerr := g.record(ctx, rec, c); aerr != nil {
+		return nil, auditUnavailable()
+	}
+	return res, err
+}
+
+// filterList removes from a list result every item the principal may not
+// use, deciding each with the same Authorize call that decides its use.
+func (g *Guard) filterList(ctx context.Context, p *Principal, res mcp.Result) (visible, total int) {
+	allowed := func(a Action) bool { return g.Authorizer.Authorize(ctx, p, a).Allowed }
+	switch r := res.(type) {
+	case *mcp.ListToolsResult:
+		total = len(r.Tools)
+		r.Tools = filter(r.Tools, func(t *mcp.Tool) bool { return allowed(Action{Method: "tools/call", Target: t.Name}) })
+		visible = len(r.Tools)
+	case *mcp.ListResourcesResult:
+		total = len(r.Resources)
+		r.Resources = filter(r.Resources, func(x *mcp.Resource) bool { return allowed(Action{Method: "resources/read", Target: x.URI}) })
+		visible = len(r.Resources)
+	case *mcp.ListResourceTemplatesResult:
+		total = len(r.ResourceTemplates)
+		r.ResourceTemplates = filter(r.ResourceTemplates, func(x *mcp.ResourceTemplate) bool {
+			return allowed(Action{Method: "resources/read", Target: x.URITemplate})
+		})
+		visible = len(r.ResourceTemplates)
+	case *mcp.ListPromptsResult:
+		total = len(r.Prompts)
+		r.Prompts = filter(r.Prompts, func(x *mcp.Prompt) bool { return allowed(Action{Method: "prompts/get", Target: x.Name}) })
+		visible = len(r.Prompts)
+	}
+	return visible, total
+}
+
+// filter keeps the items for which keep is true, in a new slice so that a
+// result shared with other sessions is never modified in place.
+func filter[T any](items []T, keep func(T) bool) []T {
+	out := make([]T, 0, len(items))
+	for _, it := range items {
+		if keep(it) {
+			out = append(out, it)
+		}
+	}
+	return out
+}

@@ -1,0 +1,223 @@
+package guard
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Guard joins the pipeline's stages. Authenticator, Authorizer and Audit are
+// required; Limiter and Lockout are optional (nil disables them). A Guard
+// must not be modified after its middleware is first used.
+type Guard struct {
+	Authenticator Authenticator
+	Limiter       Limiter
+	Lockout       Lockout
+	Authorizer    Authorizer
+	Audit         AuditSink
+
+	// ArgumentFields names the tool arguments recorded in clear in audit
+	// records (top-level fields only, values truncated). Every other argument
+	// is represented only by the SHA-256 digest of the canonical arguments.
+	ArgumentFields []string
+
+	// HTTP settings, used by HTTPMiddleware.
+	HTTP HTTPOptions
+
+	// Logger receives operational messages (not audit records). Nil
+	// discards them.
+	Logger *slog.Logger
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// JSON-RPC error codes mcpguard returns, in the implementation-defined
+// server-error range.
+const (
+	// CodeUnauthenticated: no valid credential was presented.
+	CodeUnauthenticated = -32001
+	// CodeForbidden: the principal may not perform the request.
+	CodeForbidden = -32003
+	// CodeRateLimited: a rate limit or lockout refused the request; the
+	// error's data holds retry_after_seconds and reset_at.
+	CodeRateLimited = -32029
+	// CodeUnavailable: an internal dependency (store, audit sink) failed and
+	// the request was refused rather than run unchecked or unaudited.
+	CodeUnavailable = -32050
+)
+
+func (g *Guard) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+func (g *Guard) logger() *slog.Logger {
+	if g.Logger != nil {
+		return g.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// caller is what the pipeline knows about the request's origin once it has
+// authenticated it.
+type caller struct {
+	principal  *Principal
+	clientAddr string
+	requestID  string
+	transport  string
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// record completes r with what is known of the caller and writes it.
+func (g *Guard) record(ctx context.Context, r *Record, c *caller) error {
+	if c != nil {
+		r.RequestID = c.requestID
+		r.ClientAddr = c.clientAddr
+		r.Transport = c.transport
+		if p := c.principal; p != nil {
+			r.Subject, r.Issuer, r.AuthMethod, r.KeyID = p.Subject, p.Issuer, p.Method, p.KeyID
+			r.Roles = g.heldRoles(p)
+		}
+	}
+	if err := g.Audit.Record(ctx, r); err != nil {
+		g.logger().Error("audit write failed", "err", err, "request_id", r.RequestID)
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// RoleResolver is implemented by Authorizers that grant roles beyond the
+// credential's own (authz.RBAC's Users map). The pipeline uses it to show a
+// caller its roles and to audit them.
+type RoleResolver interface {
+	Roles(p *Principal) []string
+}
+
+func (g *Guard) heldRoles(p *Principal) []string {
+	if rr, ok := g.Authorizer.(RoleResolver); ok {
+		return rr.Roles(p)
+	}
+	return p.Roles
+}
+
+// AccessDeniedText is the message a caller receives when the authorizer
+// refuses it. kind is "Tool", "Resource" or "Prompt".
+func AccessDeniedText(kind, target string, d Decision, held []string) string {
+	required := "none configured"
+	if len(d.RequiredRoles) > 0 {
+		required = strings.Join(d.RequiredRoles, " or ")
+	}
+	yours := "none"
+	if len(held) > 0 {
+		yours = strings.Join(held, ", ")
+	}
+	var b strings.Builder
+	b.WriteString("ACCESS DENIED\n--------------\n")
+	fmt.Fprintf(&b, "%s: %s\n", kind, sanitize(target, 200))
+	fmt.Fprintf(&b, "Required role: %s\n", required)
+	fmt.Fprintf(&b, "Your role: %s\n", yours)
+	b.WriteString("Action: Blocked and logged")
+	return b.String()
+}
+
+// sanitize bounds s and replaces control characters, for text echoed back
+// to a caller.
+func sanitize(s string, max int) string {
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// maxArgValue bounds an allow-listed argument value in an audit record.
+const maxArgValue = 256
+
+// summarizeArgs returns the SHA-256 digest of the canonical form of args and
+// the allow-listed fields. Canonical form: the arguments decoded and encoded
+// again by encoding/json, which sorts object keys.
+func (g *Guard) summarizeArgs(raw json.RawMessage) (digest string, fields map[string]any) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var args map[string]any
+	canonical := []byte(raw)
+	if err := json.Unmarshal(raw, &args); err == nil {
+		if b, err := json.Marshal(args); err == nil {
+			canonical = b
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	digest = hex.EncodeToString(sum[:])
+	for _, name := range g.ArgumentFields {
+		v, ok := args[name]
+		if !ok {
+			continue
+		}
+		if fields == nil {
+			fields = make(map[string]any)
+		}
+		switch v := v.(type) {
+		case string:
+			fields[name] = truncate(v, maxArgValue)
+		case float64, bool, nil:
+			fields[name] = v
+		default:
+			b, _ := json.Marshal(v) // v came from json.Unmarshal
+			fields[name] = truncate(string(b), maxArgValue)
+		}
+	}
+	return digest, fields
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// retrySeconds rounds a retry delay up to whole seconds, at least 1.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// limit runs the Limiter for one message. It returns a non-nil refusal when
+// the request must not proceed.
+func (g *Guard) limit(ctx context.Context, p *Principal, tool string) (LimitResult, error) {
+	if g.Limiter == nil {
+		return LimitResult{Allowed: true}, nil
+	}
+	res, err := g.Limiter.Limit(ctx, p, tool)
+	if err != nil {
+		return LimitResult{}, fmt.Errorf("rate limiter: %w", err)
+	}
+	return res, nil
+}
+
+func rateLimitedReason(res LimitResult) string {
+	return fmt.Sprintf("rate limit exceeded (%s): retry after %ds", res.Scope, retrySeconds(res.RetryAfter))
+}
+
+// roleList is a stable copy for messages.
+func roleList(r []string) []string { return slices.Clone(r) }

@@ -1,0 +1,277 @@
+// Package sqlite is the embedded store.Store backend: one SQLite file
+// (modernc.org/sqlite, no cgo) in write-ahead-log mode, so that a crash in the
+// middle of a write leaves the previous state intact.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mcpguard/mcpguard/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// migrations are applied in order, each in its own transaction, and recorded
+// in schema_migrations. Never edit a released migration: append a new one.
+var migrations = []string{
+	`CREATE TABLE api_keys (
+		id           TEXT PRIMARY KEY,
+		name         TEXT NOT NULL,
+		hash         BLOB NOT NULL,
+		roles        TEXT NOT NULL DEFAULT '[]',
+		scopes       TEXT NOT NULL DEFAULT '[]',
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER NOT NULL DEFAULT 0,
+		last_used_at INTEGER NOT NULL DEFAULT 0,
+		revoked_at   INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE revoked_tokens (
+		jti        TEXT PRIMARY KEY,
+		expires_at INTEGER NOT NULL
+	);`,
+}
+
+// Store is a store.Store on a SQLite file.
+type Store struct {
+	db *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite store at path and applies any
+// pending migrations. The file is created with mode 0600 and its directory
+// with 0700, because it holds credential hashes.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: create directory %s: %w", dir, err)
+		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("store: create %s: %w", path, err)
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	for i, m := range migrations {
+		version := i + 1
+		if err := s.inTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return fmt.Errorf("migration %d: %w", version, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, time.Now().UnixNano())
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	var newest int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return err
+	}
+	if newest > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this mcpguard (%d): upgrade mcpguard", newest, len(migrations))
+	}
+	return nil
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func encodeList(l []string) string {
+	if l == nil {
+		l = []string{}
+	}
+	b, _ := json.Marshal(l) // a []string always marshals
+	return string(b)
+}
+
+// CreateAPIKey implements store.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, encodeList(k.Roles), encodeList(k.Scopes),
+		unixNano(k.CreatedAt), unixNano(k.ExpiresAt), unixNano(k.LastUsedAt), unixNano(k.RevokedAt))
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+			return fmt.Errorf("store: api key %s: %w", k.ID, store.ErrExists)
+		}
+		return fmt.Errorf("store: create api key: %w", err)
+	}
+	return nil
+}
+
+const keyColumns = `id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanKey(row scanner) (*store.APIKey, error) {
+	var (
+		k                                 store.APIKey
+		roles, scopes                     string
+		created, expires, used, revokedAt int64
+	)
+	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &roles, &scopes, &created, &expires, &used, &revokedAt); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
+		return nil, fmt.Errorf("api key %s: corrupt roles: %w", k.ID, err)
+	}
+	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
+		return nil, fmt.Errorf("api key %s: corrupt scopes: %w", k.ID, err)
+	}
+	k.CreatedAt, k.ExpiresAt = fromUnixNano(created), fromUnixNano(expires)
+	k.LastUsedAt, k.RevokedAt = fromUnixNano(used), fromUnixNano(revokedAt)
+	return &k, nil
+}
+
+// GetAPIKey implements store.Store.
+func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: api key %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get api key: %w", err)
+	}
+	return k, nil
+}
+
+// ListAPIKeys implements store.Store.
+func (s *Store) ListAPIKeys(ctx context.Context) ([]*store.APIKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list api keys: %w", err)
+	}
+	defer rows.Close()
+	var keys []*store.APIKey
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list api keys: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list api keys: %w", err)
+	}
+	return keys, nil
+}
+
+// RevokeAPIKey implements store.Store.
+func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE id = ?`, unixNano(at), id)
+	if err != nil {
+		return fmt.Errorf("store: revoke api key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: revoke api key: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("store: api key %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// TouchAPIKeys implements store.Store.
+func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error {
+	if len(lastUsed) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ? AND last_used_at < ?`)
+		if err != nil {
+			return fmt.Errorf("store: touch api keys: %w", err)
+		}
+		defer stmt.Close()
+		for id, t := range lastUsed {
+			if _, err := stmt.ExecContext(ctx, unixNano(t), id, unixNano(t)); err != nil {
+				return fmt.Errorf("store: touch api keys: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// RevokeToken implements store.Store. Expired entries are purged on the way.
+func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
+			ON CONFLICT(jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`, jti, unixNano(expiresAt)); err != nil {
+			return fmt.Errorf("store: revoke token: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at != 0 AND expires_at < ?`, time.Now().Add(-24*time.Hour).UnixNano()); err != nil {
+			return fmt.Errorf("store: purge revoked tokens: %w", err)
+		}
+		return nil
+	})
+}
+
+// TokenRevoked implements store.Store.
+func (s *Store) TokenRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`, jti).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: token revoked: %w", err)
+	}
+	return n > 0, nil
+}

@@ -1,11 +1,13 @@
 package guard_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -580,5 +582,25 @@ func TestStdioStyleInBand(t *testing.T) {
 				t.Fatalf("rate limit not audited: %+v", recs)
 			}
 		})
+	}
+}
+
+func TestSlowBodyIsCut(t *testing.T) {
+	f := newHTTPFixture(t, func(g *guard.Guard) { g.HTTP.BodyReadTimeout = 300 * time.Millisecond })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer admin-key\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response to a slow body: %v", err)
+	}
+	resp.Body.Close()
+	if elapsed := time.Since(start); elapsed > 3*time.Second || resp.StatusCode != 400 {
+		t.Fatalf("slow body: status %d after %v; want 400 within the body timeout", resp.StatusCode, elapsed)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
@@ -28,6 +29,11 @@ type HTTPOptions struct {
 	// when the request's Host is loopback too; anything else gets 403, which
 	// defeats DNS rebinding.
 	AllowedOrigins []string
+	// BodyReadTimeout bounds the time to read a request body, so that a
+	// client trickling its body cannot hold a connection (slow loris). It is
+	// set per request rather than as http.Server.ReadTimeout, which would
+	// also cut long-lived SSE response streams. Zero means 30 seconds.
+	BodyReadTimeout time.Duration
 	// Realm is the realm in WWW-Authenticate challenges; "" means "mcpguard".
 	Realm string
 	// ResourceMetadataURL, when set, is advertised in WWW-Authenticate
@@ -108,6 +114,10 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
+	bodyTimeout := g.HTTP.BodyReadTimeout
+	if bodyTimeout <= 0 {
+		bodyTimeout = 30 * time.Second
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SecurityHeaders(w.Header())
 		ctx := r.Context()
@@ -124,9 +134,14 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 
 		var body []byte
 		if r.Method == http.MethodPost {
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout)) // unsupported writers (tests) just skip it
 			var err error
 			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 			if err != nil {
+				// Keep the deadline: net/http would otherwise wait for the
+				// rest of the body before answering. The connection is done.
+				w.Header().Set("Connection", "close")
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
 					rec.Decision, rec.Reason = Denied, fmt.Sprintf("request body larger than %d bytes", maxBody)
@@ -134,9 +149,10 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 					writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", maxBody))
 					return
 				}
-				writeError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+				writeError(w, http.StatusBadRequest, "invalid_request", "could not read the request body in time")
 				return
 			}
+			_ = rc.SetReadDeadline(time.Time{})
 		}
 		msgs := parseEnvelopes(body)
 		if len(msgs) == 1 {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpguard/mcpguard/internal/safetext"
 )
 
 // Guard joins the pipeline's stages. Authenticator, Authorizer and Audit are
@@ -138,17 +140,7 @@ func AccessDeniedText(kind, target string, d Decision, held []string) string {
 
 // sanitize bounds s and replaces control characters, for text echoed back
 // to a caller.
-func sanitize(s string, max int) string {
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func sanitize(s string, max int) string { return safetext.Printable(s, max) }
 
 // maxArgValue bounds an allow-listed argument value in an audit record.
 const maxArgValue = 256

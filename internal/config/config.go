@@ -1,0 +1,369 @@
+// Package config loads and validates mcpguard's YAML configuration
+// (mcpguard.yaml).
+//
+// # Layers
+//
+// A configuration is built in three layers, each on top of the previous one:
+//
+//  1. Default: built-in defaults that are secure and useful on their own
+//     (API keys on, three roles viewer < developer < admin, a requirement for
+//     each built-in database tool, rate limiting on).
+//  2. The YAML file. Settings the file leaves out keep their defaults; a
+//     setting given explicitly as null (for example "roles:" with nothing
+//     after it) also keeps its default. A map (roles, users,
+//     tool_permissions, rate_limit.tools) or list given in the file REPLACES
+//     the default entirely: a file that defines roles gets exactly its own
+//     roles, none of the built-in ones.
+//  3. Environment variables. Every scalar and string-list setting can be set
+//     as MCPGUARD_<PATH>, the YAML path upper-cased and joined by "_", e.g.
+//     MCPGUARD_SERVER_ADDR, MCPGUARD_RATE_LIMIT_REQUESTS_PER_MINUTE,
+//     MCPGUARD_AUTH_JWT_AUDIENCES=a,b (lists are comma-separated). Maps and
+//     lists of structures (roles, users, tool_permissions, rate_limit.tools,
+//     auth.jwt.keys) can only be set in the file. EnvVars lists every name.
+//
+// # Decoding and errors
+//
+// Decoding is strict: unknown fields, wrong types, duplicate keys and
+// multiple YAML documents are errors. Every problem found is reported, not
+// just the first, as an Errors value whose entries name the file, line and
+// field, for example:
+//
+//	mcpguard.yaml:12: rate_limit.requests_per_minute: must be a positive integer
+//	mcpguard.yaml:7: auth.jwt.keys[0].secret: inline secrets are not allowed; use env:NAME or file:/path
+//	environment MCPGUARD_RATE_LIMIT_REQUESTS_PER_MINUTE: must be an integer
+//
+// # Secrets
+//
+// Secrets never appear in the file: secret fields hold a SecretRef
+// ("env:NAME" or "file:/path") that is resolved only when needed, and an
+// inline value is refused without being echoed in the error.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Example is a documented example configuration file. It passes Check and
+// refers to secrets only through env:/file: references.
+//
+//go:embed example.yaml
+var Example []byte
+
+// Config is mcpguard's complete configuration.
+type Config struct {
+	// Server configures the HTTP listener that serves MCP.
+	Server ServerConfig `yaml:"server"`
+	// DataDir is the directory that holds mcpguard's own store
+	// (mcpguard.db). Default "./mcpguard-data".
+	DataDir string `yaml:"data_dir"`
+	// Database is the path of the SQLite database the built-in tools work
+	// on. Empty turns the built-in tools off (--demo sets it).
+	Database string `yaml:"database"`
+	// Auth configures how callers authenticate.
+	Auth AuthConfig `yaml:"auth"`
+	// Roles maps a role name to its definition. Given in the file, it
+	// replaces the default roles entirely. File only.
+	Roles map[string]Role `yaml:"roles"`
+	// Users maps a subject (for example a JWT "sub") to roles granted in
+	// addition to those the credential itself carries. File only.
+	Users map[string][]string `yaml:"users"`
+	// ToolPermissions maps a tool name (or a glob over tool names) to what
+	// calling it requires. Given in the file, it replaces the default
+	// requirements entirely. File only.
+	ToolPermissions map[string]ToolRequirement `yaml:"tool_permissions"`
+	// RateLimit configures request rate limiting and failed-auth lockout.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// Audit configures the audit log.
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// ServerConfig configures the HTTP server.
+type ServerConfig struct {
+	// Addr is the host:port to listen on. Default "127.0.0.1:8080".
+	Addr string `yaml:"addr"`
+	// Path is the URL path of the MCP endpoint. Default "/mcp".
+	Path string `yaml:"path"`
+	// AllowedOrigins lists the exact Origin header values (such as
+	// "https://app.example.com") accepted on browser requests. Requests
+	// without an Origin header are allowed; requests with any other Origin
+	// are refused.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxBodyBytes caps the size of a request body. Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxHeaderBytes caps the size of the request headers. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadHeaderTimeout bounds reading the request headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout bounds how long an idle keep-alive connection is kept.
+	// Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// SessionTimeout is how long an idle MCP session is kept. Default 30m.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+}
+
+// AuthConfig configures authentication. At least one method must be
+// enabled.
+type AuthConfig struct {
+	// APIKeys configures API-key authentication.
+	APIKeys APIKeysConfig `yaml:"api_keys"`
+	// JWT configures bearer-token (JWT) authentication.
+	JWT JWTConfig `yaml:"jwt"`
+}
+
+// APIKeysConfig configures API-key authentication.
+type APIKeysConfig struct {
+	// Enabled turns API-key authentication on. Default true.
+	Enabled bool `yaml:"enabled"`
+}
+
+// JWTConfig configures JWT bearer-token authentication.
+type JWTConfig struct {
+	// Enabled turns JWT authentication on. Default false. When true,
+	// Issuer, Audiences and at least one of Keys or JWKSURL are required.
+	Enabled bool `yaml:"enabled"`
+	// Issuer is the required "iss" claim.
+	Issuer string `yaml:"issuer"`
+	// Audiences lists accepted "aud" values; a token must name at least
+	// one of them.
+	Audiences []string `yaml:"audiences"`
+	// Leeway is the clock skew tolerated on exp/nbf/iat. Default 30s.
+	Leeway time.Duration `yaml:"leeway"`
+	// JWKSURL is where to fetch verification keys. It must be https (http
+	// only on a loopback host). Empty means static Keys only.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSCacheTTL is how long fetched JWKS keys are cached. Default 10m.
+	JWKSCacheTTL time.Duration `yaml:"jwks_cache_ttl"`
+	// JWKSMinRefreshInterval is the least time between two JWKS fetches
+	// triggered by tokens naming an unknown key id, so that a flood of
+	// made-up key ids cannot turn into a flood of fetches. Default 30s.
+	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
+	// Keys are static verification keys, each pinned to one algorithm.
+	// File only.
+	Keys []JWTKey `yaml:"keys"`
+	// Claims names the token claims mcpguard reads.
+	Claims ClaimsConfig `yaml:"claims"`
+}
+
+// JWTKey is one static JWT verification key, pinned to one algorithm.
+type JWTKey struct {
+	// KID is the key ID matched against a token's "kid" header. Key IDs
+	// must be unique.
+	KID string `yaml:"kid"`
+	// Alg is the only algorithm this key verifies: HS256/384/512,
+	// RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA.
+	Alg string `yaml:"alg"`
+	// Secret is the HMAC key for HS* algorithms, as a reference
+	// (env:NAME or file:/path); inline secrets are refused.
+	Secret SecretRef `yaml:"secret"`
+	// PublicKey is the PEM public key for asymmetric algorithms, as a
+	// reference (env:NAME or file:/path).
+	PublicKey Ref `yaml:"public_key"`
+}
+
+// ClaimsConfig names the JWT claims that carry authorization data. An
+// empty name turns that mapping off.
+type ClaimsConfig struct {
+	// Roles is the claim holding the principal's roles. Default "roles".
+	Roles string `yaml:"roles"`
+	// Scopes are the claims holding scopes (a space-separated string or a
+	// list), read in order. Default [scope, scp].
+	Scopes []string `yaml:"scopes"`
+	// Permissions is the claim holding direct permission patterns.
+	// Default "permissions".
+	Permissions string `yaml:"permissions"`
+}
+
+// Role is a named set of permission patterns plus the roles it inherits.
+type Role struct {
+	// Inherits lists roles whose permissions this role also has.
+	Inherits []string `yaml:"inherits"`
+	// Permissions are patterns of the form <kind>:<verb>:<target>, kind
+	// one of tools, resources, prompts, e.g. "tools:call:query"; '*' is a
+	// glob wildcard.
+	Permissions []string `yaml:"permissions"`
+}
+
+// ToolRequirement is what calling one tool takes: any one of Roles (after
+// inheritance; empty means any authenticated principal) and every one of
+// Scopes.
+type ToolRequirement struct {
+	// Roles lists roles of which the caller needs at least one.
+	Roles []string `yaml:"roles"`
+	// Scopes lists scopes the caller needs all of.
+	Scopes []string `yaml:"scopes"`
+}
+
+// RateLimitConfig configures rate limiting.
+type RateLimitConfig struct {
+	// Enabled turns rate limiting on. Default true.
+	Enabled bool `yaml:"enabled"`
+	// RequestsPerMinute is the sustained rate allowed per identity.
+	// Default 100; must be positive when Enabled.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	// Burst is the bucket size per identity; 0 means RequestsPerMinute.
+	Burst int `yaml:"burst"`
+	// PerKeyRequestsPerMinute limits each API key separately; 0 is off.
+	PerKeyRequestsPerMinute int `yaml:"per_key_requests_per_minute"`
+	// Tools sets limits per identity per tool name. Given in the file, it
+	// replaces the default entirely. File only.
+	Tools map[string]ToolRateLimit `yaml:"tools"`
+	// Lockout configures the lockout after repeated failed authentication.
+	Lockout LockoutConfig `yaml:"lockout"`
+}
+
+// ToolRateLimit is a per-identity limit for one tool.
+type ToolRateLimit struct {
+	// RequestsPerMinute is the sustained rate; must be positive.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	// Burst is the bucket size; 0 means RequestsPerMinute.
+	Burst int `yaml:"burst"`
+}
+
+// LockoutConfig configures the lockout after failed authentication.
+type LockoutConfig struct {
+	// MaxFailures is how many failures within Window trigger a lockout;
+	// 0 turns lockout off. Default 10.
+	MaxFailures int `yaml:"max_failures"`
+	// Window is the period over which failures are counted. Default 1m.
+	Window time.Duration `yaml:"window"`
+	// Duration is how long a lockout lasts. Default 5m.
+	Duration time.Duration `yaml:"duration"`
+}
+
+// AuditConfig configures the audit log.
+type AuditConfig struct {
+	// Log is the audit log file; "-" means stderr. Default
+	// "./mcpguard-audit.log".
+	Log string `yaml:"log"`
+	// ArgumentFields lists tool argument names logged in clear; every
+	// other argument is logged only as a SHA-256 digest. Default [table].
+	ArgumentFields []string `yaml:"argument_fields"`
+}
+
+// Default returns the built-in configuration: what `mcpguard serve` runs
+// with when there is no file. It is valid, and returns a fresh value on
+// every call.
+func Default() *Config {
+	return &Config{
+		Server: ServerConfig{
+			Addr:              "127.0.0.1:8080",
+			Path:              "/mcp",
+			AllowedOrigins:    []string{},
+			MaxBodyBytes:      1 << 20,
+			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			SessionTimeout:    30 * time.Minute,
+		},
+		DataDir:  "./mcpguard-data",
+		Database: "",
+		Auth: AuthConfig{
+			APIKeys: APIKeysConfig{Enabled: true},
+			JWT: JWTConfig{
+				Enabled:                false,
+				Audiences:              []string{},
+				Leeway:                 30 * time.Second,
+				JWKSCacheTTL:           10 * time.Minute,
+				JWKSMinRefreshInterval: 30 * time.Second,
+				Keys:                   []JWTKey{},
+				Claims: ClaimsConfig{
+					Roles:       "roles",
+					Scopes:      []string{"scope", "scp"},
+					Permissions: "permissions",
+				},
+			},
+		},
+		Roles: map[string]Role{
+			"viewer": {Permissions: []string{
+				"tools:call:list_tables",
+				"tools:call:describe_table",
+				"tools:call:query",
+			}},
+			"developer": {
+				Inherits:    []string{"viewer"},
+				Permissions: []string{"tools:call:execute_sql"},
+			},
+			"admin": {
+				Inherits:    []string{"developer"},
+				Permissions: []string{"tools:call:*", "resources:read:*", "prompts:get:*"},
+			},
+		},
+		Users: map[string][]string{},
+		ToolPermissions: map[string]ToolRequirement{
+			"delete_users":   {Roles: []string{"admin"}},
+			"drop_table":     {Roles: []string{"admin"}},
+			"execute_sql":    {Roles: []string{"developer"}},
+			"query":          {Roles: []string{"viewer"}},
+			"list_tables":    {Roles: []string{"viewer"}},
+			"describe_table": {Roles: []string{"viewer"}},
+		},
+		RateLimit: RateLimitConfig{
+			Enabled:           true,
+			RequestsPerMinute: 100,
+			Tools: map[string]ToolRateLimit{
+				"execute_sql": {RequestsPerMinute: 20},
+			},
+			Lockout: LockoutConfig{MaxFailures: 10, Window: time.Minute, Duration: 5 * time.Minute},
+		},
+		Audit: AuditConfig{
+			Log:            "./mcpguard-audit.log",
+			ArgumentFields: []string{"table"},
+		},
+	}
+}
+
+// Load reads the configuration file at path, decodes it strictly on top of
+// Default, applies MCPGUARD_* environment overrides from the process
+// environment and validates the result. Load("") uses the defaults and the
+// environment only. A decoding or validation failure is returned as Errors.
+func Load(path string) (*Config, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		data, err = os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", path, err)
+		}
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse is Load for a configuration already in memory: name is the file
+// name used in messages, data the YAML (empty means defaults only) and env
+// looks up environment variables (nil means no environment overrides).
+// A decoding or validation failure is returned as Errors listing every
+// problem found.
+func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, error) {
+	cfg := Default()
+	d := newDecoder(name)
+	d.decodeDocument(data, cfg)
+	envSrc := map[string]string{}
+	var errs Errors
+	errs = append(errs, d.errs...)
+	if env != nil {
+		errs = append(errs, applyEnv(cfg, env, envSrc)...)
+	}
+	for _, p := range validate(cfg) {
+		errs = append(errs, d.locate(p, envSrc))
+	}
+	if len(errs) > 0 {
+		errs.sort()
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// Check loads and validates the configuration file at path, for
+// `mcpguard config check FILE`. It returns nil when the file is valid.
+func Check(path string) error {
+	if _, err := Load(path); err != nil {
+		return err
+	}
+	return nil
+}

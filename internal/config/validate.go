@@ -1,0 +1,383 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// supportedAlgs are the JWT algorithms a static key may be pinned to.
+var supportedAlgs = []string{
+	"HS256", "HS384", "HS512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// permissionVerbs is the verb each permission kind uses.
+var permissionVerbs = map[string]string{
+	"tools":     "call",
+	"resources": "read",
+	"prompts":   "get",
+}
+
+// validator collects problems found in a decoded configuration.
+type validator struct {
+	problems []problem
+}
+
+func (v *validator) add(p path, format string, args ...any) {
+	v.problems = append(v.problems, problem{path: p, msg: fmt.Sprintf(format, args...)})
+}
+
+// validate checks the semantic rules of c and returns every problem.
+func validate(c *Config) []problem {
+	v := &validator{}
+	v.server(path{}.field("server"), &c.Server)
+	if c.DataDir == "" {
+		v.add(path{}.field("data_dir"), "must not be empty")
+	}
+	v.auth(path{}.field("auth"), &c.Auth)
+	v.roles(path{}.field("roles"), c.Roles)
+	v.users(path{}.field("users"), c.Users, c.Roles)
+	v.toolPermissions(path{}.field("tool_permissions"), c.ToolPermissions, c.Roles)
+	v.rateLimit(path{}.field("rate_limit"), &c.RateLimit)
+	v.audit(path{}.field("audit"), &c.Audit)
+	return v.problems
+}
+
+func (v *validator) positiveDuration(p path, d time.Duration) {
+	if d <= 0 {
+		v.add(p, "must be a positive duration such as 30s")
+	}
+}
+
+func (v *validator) positive(p path, n int64) {
+	if n <= 0 {
+		v.add(p, "must be a positive integer")
+	}
+}
+
+func (v *validator) nonNegative(p path, n int) {
+	if n < 0 {
+		v.add(p, "must not be negative")
+	}
+}
+
+func (v *validator) server(p path, s *ServerConfig) {
+	if msg := checkAddr(s.Addr); msg != "" {
+		v.add(p.field("addr"), "%s", msg)
+	}
+	if !strings.HasPrefix(s.Path, "/") {
+		v.add(p.field("path"), "must start with /")
+	}
+	for i, o := range s.AllowedOrigins {
+		if !isOrigin(o) {
+			v.add(p.field("allowed_origins").index(i), "must be an origin such as https://app.example.com (scheme://host[:port], nothing after)")
+		}
+	}
+	v.positive(p.field("max_body_bytes"), s.MaxBodyBytes)
+	v.positive(p.field("max_header_bytes"), int64(s.MaxHeaderBytes))
+	v.positiveDuration(p.field("read_header_timeout"), s.ReadHeaderTimeout)
+	v.positiveDuration(p.field("read_timeout"), s.ReadTimeout)
+	v.positiveDuration(p.field("idle_timeout"), s.IdleTimeout)
+	v.positiveDuration(p.field("session_timeout"), s.SessionTimeout)
+}
+
+// checkAddr returns why addr is not a valid listen address, or "".
+func checkAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "must be host:port, such as 127.0.0.1:8080"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" || (n == 0 && port != "0") {
+		return "port must be a number from 0 to 65535"
+	}
+	if strings.ContainsAny(host, " /") {
+		return "must be host:port, such as 127.0.0.1:8080"
+	}
+	return ""
+}
+
+// isOrigin reports whether o is a serialized origin: scheme://host[:port].
+func isOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return false
+	}
+	return u.User == nil && u.Path == "" && u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && u.Opaque == "" &&
+		o == u.Scheme+"://"+u.Host
+}
+
+func (v *validator) auth(p path, a *AuthConfig) {
+	j := &a.JWT
+	jp := p.field("jwt")
+	if !a.APIKeys.Enabled && !j.Enabled {
+		v.add(p, "no authentication method enabled; set auth.api_keys.enabled or auth.jwt.enabled to true")
+	}
+	if j.Enabled {
+		if j.Issuer == "" {
+			v.add(jp.field("issuer"), "required when auth.jwt.enabled is true")
+		}
+		if len(j.Audiences) == 0 {
+			v.add(jp.field("audiences"), "at least one audience is required when auth.jwt.enabled is true")
+		}
+		if len(j.Keys) == 0 && j.JWKSURL == "" {
+			v.add(jp, "auth.jwt.enabled is true but neither keys nor jwks_url is set")
+		}
+	}
+	for i, aud := range j.Audiences {
+		if aud == "" {
+			v.add(jp.field("audiences").index(i), "must not be empty")
+		}
+	}
+	if j.Leeway < 0 {
+		v.add(jp.field("leeway"), "must not be negative")
+	}
+	v.positiveDuration(jp.field("jwks_cache_ttl"), j.JWKSCacheTTL)
+	v.positiveDuration(jp.field("jwks_min_refresh_interval"), j.JWKSMinRefreshInterval)
+	if j.JWKSURL != "" {
+		if msg := checkJWKSURL(j.JWKSURL); msg != "" {
+			v.add(jp.field("jwks_url"), "%s", msg)
+		}
+	}
+	kids := map[string]int{}
+	for i, k := range j.Keys {
+		kp := jp.field("keys").index(i)
+		if first, dup := kids[k.KID]; dup {
+			v.add(kp.field("kid"), "duplicate key ID %q (also used by keys[%d])", k.KID, first)
+		} else {
+			kids[k.KID] = i
+		}
+		v.jwtKey(kp, &k)
+	}
+	for i, s := range j.Claims.Scopes {
+		if s == "" {
+			v.add(jp.field("claims").field("scopes").index(i), "must not be empty")
+		}
+	}
+}
+
+// checkJWKSURL returns why u is not an acceptable JWKS URL, or "".
+func checkJWKSURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "must be an absolute https:// URL"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return ""
+		}
+		return "must use https (http is allowed only for a loopback host)"
+	default:
+		return "must be an absolute https:// URL"
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (v *validator) jwtKey(p path, k *JWTKey) {
+	if !slices.Contains(supportedAlgs, k.Alg) {
+		if k.Alg == "" {
+			v.add(p.field("alg"), "required; one of %s", strings.Join(supportedAlgs, ", "))
+		} else {
+			v.add(p.field("alg"), "unsupported algorithm %q; use one of %s", k.Alg, strings.Join(supportedAlgs, ", "))
+		}
+		// Still check that a secret is not inline.
+		if k.Secret != "" && !k.Secret.Valid() {
+			v.add(p.field("secret"), "%s", inlineSecretMsg(k.Secret))
+		}
+		return
+	}
+	hmac := strings.HasPrefix(k.Alg, "HS")
+	switch {
+	case k.Secret != "" && !k.Secret.Valid():
+		// Refused whatever the algorithm: the value may be a real secret.
+		v.add(p.field("secret"), "%s", inlineSecretMsg(k.Secret))
+	case hmac && k.Secret == "":
+		v.add(p.field("secret"), "required for alg %s; use env:NAME or file:/path", k.Alg)
+	case !hmac && k.Secret != "":
+		v.add(p.field("secret"), "not used with alg %s; give public_key instead", k.Alg)
+	}
+	switch {
+	case k.PublicKey != "" && !k.PublicKey.Valid():
+		v.add(p.field("public_key"), "must be a reference, env:NAME or file:/path (inline PEM is not supported)")
+	case !hmac && k.PublicKey == "":
+		v.add(p.field("public_key"), "required for alg %s; use file:/path or env:NAME holding a PEM public key", k.Alg)
+	case hmac && k.PublicKey != "":
+		v.add(p.field("public_key"), "not used with alg %s; give secret instead", k.Alg)
+	}
+}
+
+// inlineSecretMsg explains why s is refused without repeating it.
+func inlineSecretMsg(s SecretRef) string {
+	if strings.HasPrefix(string(s), "env:") || strings.HasPrefix(string(s), "file:") {
+		return "malformed reference; use env:NAME (a valid variable name) or file:/path"
+	}
+	return "inline secrets are not allowed; use env:NAME or file:/path"
+}
+
+// checkPermission returns why perm is not a valid permission pattern, or "".
+func checkPermission(perm string) string {
+	kind, rest, ok1 := strings.Cut(perm, ":")
+	verb, target, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || kind == "" || verb == "" || target == "" {
+		return fmt.Sprintf("permission %q must have the form <kind>:<verb>:<target>, such as tools:call:query", perm)
+	}
+	want, ok := permissionVerbs[kind]
+	if !ok {
+		return fmt.Sprintf("permission %q: kind must be tools, resources or prompts", perm)
+	}
+	if verb != want && !strings.Contains(verb, "*") {
+		return fmt.Sprintf("permission %q: the verb for %s is %q", perm, kind, want)
+	}
+	return ""
+}
+
+func (v *validator) roles(p path, roles map[string]Role) {
+	for _, name := range slices.Sorted(maps.Keys(roles)) {
+		rp := p.key(name)
+		if strings.TrimSpace(name) == "" {
+			v.add(rp, "role name must not be empty")
+		}
+		r := roles[name]
+		for i, parent := range r.Inherits {
+			if _, ok := roles[parent]; !ok {
+				v.add(rp.field("inherits").index(i), "%s", unknownRole(parent, roles))
+			}
+		}
+		for i, perm := range r.Permissions {
+			if msg := checkPermission(perm); msg != "" {
+				v.add(rp.field("permissions").index(i), "%s", msg)
+			}
+		}
+	}
+	v.cycles(p, roles)
+}
+
+// cycles reports every inheritance cycle found by a depth-first search,
+// at the inherits list of the role where the cycle is first entered.
+func (v *validator) cycles(p path, roles map[string]Role) {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	var visit func(name string)
+	visit = func(name string) {
+		color[name] = grey
+		stack = append(stack, name)
+		for _, parent := range roles[name].Inherits {
+			if _, ok := roles[parent]; !ok {
+				continue // reported as unknown
+			}
+			switch color[parent] {
+			case white:
+				visit(parent)
+			case grey:
+				start := slices.Index(stack, parent)
+				cycle := append(slices.Clone(stack[start:]), parent)
+				v.add(p.key(parent).field("inherits"), "inheritance cycle: %s", strings.Join(cycle, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[name] = black
+	}
+	for _, name := range slices.Sorted(maps.Keys(roles)) {
+		if color[name] == white {
+			visit(name)
+		}
+	}
+}
+
+func unknownRole(name string, roles map[string]Role) string {
+	defined := slices.Sorted(maps.Keys(roles))
+	if len(defined) == 0 {
+		return fmt.Sprintf("unknown role %q (no roles are defined)", name)
+	}
+	return fmt.Sprintf("unknown role %q (defined roles: %s)", name, strings.Join(defined, ", "))
+}
+
+func (v *validator) users(p path, users map[string][]string, roles map[string]Role) {
+	for _, subject := range slices.Sorted(maps.Keys(users)) {
+		up := p.key(subject)
+		if strings.TrimSpace(subject) == "" {
+			v.add(up, "subject must not be empty")
+		}
+		for i, r := range users[subject] {
+			if _, ok := roles[r]; !ok {
+				v.add(up.index(i), "%s", unknownRole(r, roles))
+			}
+		}
+	}
+}
+
+func (v *validator) toolPermissions(p path, tools map[string]ToolRequirement, roles map[string]Role) {
+	for _, tool := range slices.Sorted(maps.Keys(tools)) {
+		tp := p.key(tool)
+		if strings.TrimSpace(tool) == "" {
+			v.add(tp, "tool name must not be empty")
+		}
+		req := tools[tool]
+		for i, r := range req.Roles {
+			if _, ok := roles[r]; !ok {
+				v.add(tp.field("roles").index(i), "%s", unknownRole(r, roles))
+			}
+		}
+		for i, s := range req.Scopes {
+			if strings.TrimSpace(s) == "" {
+				v.add(tp.field("scopes").index(i), "must not be empty")
+			}
+		}
+	}
+}
+
+func (v *validator) rateLimit(p path, r *RateLimitConfig) {
+	if r.Enabled {
+		v.positive(p.field("requests_per_minute"), int64(r.RequestsPerMinute))
+	} else {
+		v.nonNegative(p.field("requests_per_minute"), r.RequestsPerMinute)
+	}
+	v.nonNegative(p.field("burst"), r.Burst)
+	v.nonNegative(p.field("per_key_requests_per_minute"), r.PerKeyRequestsPerMinute)
+	for _, tool := range slices.Sorted(maps.Keys(r.Tools)) {
+		tp := p.field("tools").key(tool)
+		if strings.TrimSpace(tool) == "" {
+			v.add(tp, "tool name must not be empty")
+		}
+		v.positive(tp.field("requests_per_minute"), int64(r.Tools[tool].RequestsPerMinute))
+		v.nonNegative(tp.field("burst"), r.Tools[tool].Burst)
+	}
+	lp := p.field("lockout")
+	v.nonNegative(lp.field("max_failures"), r.Lockout.MaxFailures)
+	v.positiveDuration(lp.field("window"), r.Lockout.Window)
+	v.positiveDuration(lp.field("duration"), r.Lockout.Duration)
+}
+
+func (v *validator) audit(p path, a *AuditConfig) {
+	if a.Log == "" {
+		v.add(p.field("log"), `must not be empty (use "-" for stderr)`)
+	}
+	for i, f := range a.ArgumentFields {
+		if strings.TrimSpace(f) == "" {
+			v.add(p.field("argument_fields").index(i), "must not be empty")
+		}
+	}
+}

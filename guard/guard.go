@@ -26,6 +26,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"net/url"
 	"slices"
 	"time"
 )
@@ -67,12 +68,14 @@ type Principal struct {
 }
 
 // ID returns a stable identifier for the principal, unique across issuers and
-// methods. It keys rate limits and binds MCP sessions to their owner.
+// methods. It keys rate limits and binds MCP sessions to their owner. The
+// issuer is escaped so that no two (method, issuer, subject) triples share an
+// ID: "jwt:https%3A%2F%2Fidp.example.com:alice".
 func (p *Principal) ID() string {
 	if p == nil {
 		return ""
 	}
-	return string(p.Method) + ":" + p.Issuer + ":" + p.Subject
+	return string(p.Method) + ":" + url.QueryEscape(p.Issuer) + ":" + p.Subject
 }
 
 // HasRole reports whether the credential itself carries role r. Inheritance

@@ -604,3 +604,11 @@ func TestSlowBodyIsCut(t *testing.T) {
 		t.Fatalf("slow body: status %d after %v; want 400 within the body timeout", resp.StatusCode, elapsed)
 	}
 }
+
+func TestPrincipalIDUnambiguous(t *testing.T) {
+	a := &guard.Principal{Method: guard.MethodJWT, Issuer: "https://x", Subject: "y"}
+	b := &guard.Principal{Method: guard.MethodJWT, Issuer: "https", Subject: "//x:y"}
+	if a.ID() == b.ID() {
+		t.Fatalf("distinct principals share ID %q", a.ID())
+	}
+}

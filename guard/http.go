@@ -162,8 +162,9 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			}
 		}
 
+		source := lockoutSource(c.clientAddr)
 		if g.Lockout != nil {
-			if wait, locked := g.Lockout.Locked(ctx, c.clientAddr); locked {
+			if wait, locked := g.Lockout.Locked(ctx, source); locked {
 				rec.Decision, rec.Reason = AuthFailed, "source locked out after repeated authentication failures"
 				g.record(ctx, rec, c)
 				w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
@@ -189,7 +190,7 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			}
 			rec.Decision, rec.Reason = AuthFailed, err.Error()
 			if g.Lockout != nil {
-				if wait, locked := g.Lockout.Failure(ctx, c.clientAddr); locked {
+				if wait, locked := g.Lockout.Failure(ctx, source); locked {
 					rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
 				}
 			}
@@ -262,6 +263,17 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// lockoutSource is the key failed authentications are counted under: the
+// client's IPv4 address, or its IPv6 /64, since one host commonly holds a
+// whole /64 and could otherwise rotate addresses to escape a lockout.
+func lockoutSource(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 func isLoopbackHost(host string) bool {

@@ -1,0 +1,14 @@
+# The README's commands. `make test` is what CI runs.
+.PHONY: demo test bench build
+
+demo:
+	go run ./cmd/mcpguard serve --demo
+
+test:
+	go test -race -count=1 ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+build:
+	go build -o mcpguard ./cmd/mcpguard

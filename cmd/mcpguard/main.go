@@ -1,0 +1,263 @@
+// Command mcpguard is a security gateway and server for the Model Context
+// Protocol: every MCP request is authenticated, rate limited, authorized and
+// audited before it runs.
+//
+//	mcpguard serve --demo          # HTTP on 127.0.0.1:8080/mcp with demo data
+//	mcpguard serve --stdio         # MCP on stdin/stdout; MCP_API_KEY from env
+//	mcpguard keys create --name alice --role developer
+//	mcpguard audit tail --decision DENIED
+//
+// This file holds flags and wiring only; the work is in internal/app and the
+// library packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mcpguard/mcpguard/audit"
+	"github.com/mcpguard/mcpguard/internal/app"
+	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mcpguard:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	configPath string
+	dataDir    string
+}
+
+// load reads the configuration: --config, else ./mcpguard.yaml when present,
+// else the defaults; MCPGUARD_* variables override; --data-dir overrides.
+func (g *globals) load() (*config.Config, error) {
+	path := g.configPath
+	if path == "" {
+		if v, ok := os.LookupEnv("MCPGUARD_CONFIG"); ok {
+			path = v
+		} else if _, err := os.Stat("mcpguard.yaml"); err == nil {
+			path = "mcpguard.yaml"
+		}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if g.dataDir != "" {
+		cfg.DataDir = g.dataDir
+	}
+	return cfg, nil
+}
+
+func root() *cobra.Command {
+	g := &globals{}
+	cmd := &cobra.Command{
+		Use:           "mcpguard",
+		Short:         "A security gateway and server for the Model Context Protocol",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
+	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
+	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), auditCmd(g), configCmd(), &cobra.Command{
+		Use:   "version",
+		Short: "Print mcpguard's version",
+		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
+	})
+	return cmd
+}
+
+func serveCmd(g *globals) *cobra.Command {
+	var demo, stdio bool
+	var addr, auditLog, database string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if addr != "" {
+				cfg.Server.Addr = addr
+			}
+			if auditLog != "" {
+				cfg.Audit.Log = auditLog
+			}
+			if database != "" {
+				cfg.Database = database
+			}
+			return app.Serve(c.Context(), app.ServeOptions{
+				Config: cfg, Demo: demo, Stdio: stdio,
+				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&demo, "demo", false, "create (if missing) a demo database and demo identities admin, developer, viewer, and serve the built-in tools")
+	f.BoolVar(&stdio, "stdio", false, "serve MCP on stdin/stdout; credentials from MCP_API_KEY or MCP_AUTH_TOKEN")
+	f.StringVar(&addr, "addr", "", "listen address (overrides server.addr; default 127.0.0.1:8080)")
+	f.StringVar(&auditLog, "audit-log", "", `audit log file, "-" for stderr (overrides audit.log)`)
+	f.StringVar(&database, "database", "", "SQLite database for the built-in tools (overrides database)")
+	return cmd
+}
+
+func keysCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Manage API keys"}
+	var o app.KeyCreateOptions
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an API key; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			o.DataDir = cfg.DataDir
+			o.KnownRoles = []string{}
+			for r := range cfg.Roles {
+				o.KnownRoles = append(o.KnownRoles, r)
+			}
+			return app.KeysCreate(c.Context(), c.OutOrStdout(), o)
+		},
+	}
+	create.Flags().StringVar(&o.Name, "name", "", "owner of the key; becomes the audited user name (required)")
+	create.Flags().StringSliceVar(&o.Roles, "role", nil, "role granted to the key (repeatable)")
+	create.Flags().StringSliceVar(&o.Scopes, "scope", nil, "scope granted to the key (repeatable)")
+	create.Flags().DurationVar(&o.Expires, "expires", 0, "lifetime, e.g. 720h (default: never expires)")
+	create.MarkFlagRequired("name")
+	create.MarkFlagRequired("role")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List API keys (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return app.KeysList(c.Context(), c.OutOrStdout(), cfg.DataDir, time.Now())
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API key; running servers refuse it from its next use",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return app.KeysRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], time.Now())
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func tokensCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "tokens", Short: "Manage JWT revocations"}
+	var until time.Duration
+	revoke := &cobra.Command{
+		Use:   "revoke JTI",
+		Short: "Revoke a JWT by its jti claim",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			var exp time.Time
+			if until > 0 {
+				exp = time.Now().Add(until)
+			}
+			return app.TokensRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], exp)
+		},
+	}
+	revoke.Flags().DurationVar(&until, "keep-for", 0, "how long to keep the entry (the token's remaining lifetime); default forever")
+	cmd.AddCommand(revoke)
+	return cmd
+}
+
+func auditCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Read the audit log"}
+	var f audit.Filter
+	var n int
+	var follow bool
+	var file string
+	var since time.Duration
+	tail := &cobra.Command{
+		Use:   "tail",
+		Short: "Show the last audit records, optionally filtered, optionally following",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if file == "" {
+				cfg, err := g.load()
+				if err != nil {
+					return err
+				}
+				file = cfg.Audit.Log
+			}
+			if file == "-" {
+				return errors.New("the audit log goes to stderr; pass --file PATH")
+			}
+			if since > 0 {
+				f.Since = time.Now().Add(-since)
+			}
+			return app.AuditTail(c.Context(), c.OutOrStdout(), file, n, f, follow)
+		},
+	}
+	tail.Flags().StringVar(&f.Decision, "decision", "", "only this decision: ALLOWED, DENIED, AUTH_FAILED, RATE_LIMITED, ERROR")
+	tail.Flags().StringVar(&f.User, "user", "", "only this user")
+	tail.Flags().StringVar(&f.Tool, "tool", "", "only this tool (target)")
+	tail.Flags().DurationVar(&since, "since", 0, "only records newer than this, e.g. 1h")
+	tail.Flags().IntVarP(&n, "lines", "n", 20, "how many records to show")
+	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
+	tail.Flags().StringVar(&file, "file", "", "audit log file (default: audit.log from the configuration)")
+	cmd.AddCommand(tail)
+	return cmd
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check or print configuration"}
+	check := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a configuration file; errors name file, line and field",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := config.Check(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: OK\n", args[0])
+			return nil
+		},
+	}
+	example := &cobra.Command{
+		Use:   "example",
+		Short: "Print a documented example configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, err := c.OutOrStdout().Write(config.Example)
+			return err
+		},
+	}
+	cmd.AddCommand(check, example)
+	return cmd
+}

@@ -1,0 +1,379 @@
+// Package app assembles mcpguard from its configuration: the store, the
+// pipeline's stages, the built-in tools and the transports. The CLI in
+// cmd/mcpguard only parses flags and calls into this package.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mcpguard/mcpguard/audit"
+	"github.com/mcpguard/mcpguard/authn"
+	"github.com/mcpguard/mcpguard/authn/apikey"
+	"github.com/mcpguard/mcpguard/authn/jwt"
+	"github.com/mcpguard/mcpguard/authz"
+	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/ratelimit"
+	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/tools"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Version is mcpguard's version, reported in the MCP initialize result.
+const Version = "0.1.0"
+
+// DemoDatabase is the demo database's file name inside the data directory.
+const DemoDatabase = "demo.db"
+
+// ServeOptions are the inputs of `mcpguard serve`.
+type ServeOptions struct {
+	// Config is the loaded configuration.
+	Config *config.Config
+	// Demo seeds the demo database and identities and serves the tools.
+	Demo bool
+	// Stdio serves MCP on Stdin/Stdout instead of HTTP.
+	Stdio bool
+	// Env reads the environment (MCP_API_KEY, MCP_AUTH_TOKEN, secrets).
+	Env func(string) (string, bool)
+	// Status receives the startup report and operational logs: always
+	// stderr in practice, never the stdio protocol stream.
+	Status io.Writer
+	// Stdin and Stdout carry the protocol in stdio mode.
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Ready, if set, is called with the MCP endpoint URL once the HTTP
+	// server is listening.
+	Ready func(url string)
+}
+
+// Serve runs mcpguard until ctx is done.
+func Serve(ctx context.Context, o ServeOptions) error {
+	cfg := o.Config
+	if o.Env == nil {
+		o.Env = os.LookupEnv
+	}
+	logger := slog.New(slog.NewTextHandler(o.Status, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ok := func(format string, args ...any) { fmt.Fprintf(o.Status, "[OK] "+format+"\n", args...) }
+	warn := func(format string, args ...any) { fmt.Fprintf(o.Status, "[WARN] "+format+"\n", args...) }
+
+	if o.Demo {
+		cfg.Database = filepath.Join(cfg.DataDir, DemoDatabase)
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		if _, err := tools.SeedDemo(ctx, cfg.Database); err != nil {
+			return fmt.Errorf("demo database: %w", err)
+		}
+	}
+
+	st, err := OpenStore(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if o.Demo {
+		if err := seedDemoIdentities(ctx, st, o.Status); err != nil {
+			return err
+		}
+	}
+
+	g, keys, err := buildGuard(ctx, cfg, st, o.Env, logger)
+	if err != nil {
+		return err
+	}
+	sink, err := audit.OpenFile(cfg.Audit.Log)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer sink.Close()
+	g.Audit = sink
+
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
+	transport := "http"
+	if o.Stdio {
+		transport = "stdio"
+	}
+	mcpOpts := guard.MCPOptions{Transport: transport}
+	if o.Stdio {
+		mcpOpts.Credential = stdioCredential(o.Env)
+	}
+	server.AddReceivingMiddleware(g.MCPMiddleware(mcpOpts))
+
+	if keys != nil {
+		ok("API key authentication enabled")
+		flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { keys.Run(flushCtx, 30*time.Second, logger); close(done) }()
+		defer func() { stopFlush(); <-done }()
+	}
+	if cfg.Auth.JWT.Enabled {
+		ok("JWT authentication enabled (issuer %s)", cfg.Auth.JWT.Issuer)
+	}
+	ok("Role-based access control active (%d roles, %d tool rules)", len(cfg.Roles), len(cfg.ToolPermissions))
+	if cfg.Audit.Log == "-" {
+		ok("Audit logging to stderr")
+	} else {
+		ok("Audit logging to %s", cfg.Audit.Log)
+	}
+	if cfg.RateLimit.Enabled {
+		ok("Rate limiting: %d req/min per user", cfg.RateLimit.RequestsPerMinute)
+	} else {
+		warn("Rate limiting disabled")
+	}
+	if g.Lockout != nil {
+		lo := cfg.RateLimit.Lockout
+		ok("Lockout: %d failed authentications within %v lock a source for %v", lo.MaxFailures, lo.Window, lo.Duration)
+	}
+
+	if cfg.Database != "" {
+		db, err := tools.Open(ctx, cfg.Database)
+		if err != nil {
+			return fmt.Errorf("built-in tools: %w", err)
+		}
+		defer db.Close()
+		tools.Register(server, db)
+		ok("Built-in database tools on %s: %s", cfg.Database, strings.Join(tools.Names(), ", "))
+	}
+
+	if o.Stdio {
+		if mcpOpts.Credential == nil {
+			warn("No MCP_API_KEY or MCP_AUTH_TOKEN in the environment: every request but initialize and ping will be refused")
+		}
+		fmt.Fprintln(o.Status, "Server ready on stdio")
+		err := server.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(o.Stdin), Writer: nopWriteCloser{o.Stdout}})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	}
+	return serveHTTP(ctx, cfg, g, server, o, logger)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// stdioCredential reads the stdio credential from the environment.
+func stdioCredential(env func(string) (string, bool)) *guard.Credential {
+	if v, ok := env("MCP_API_KEY"); ok && strings.TrimSpace(v) != "" {
+		return &guard.Credential{Kind: guard.APIKeyHeader, Secret: strings.TrimSpace(v)}
+	}
+	if v, ok := env("MCP_AUTH_TOKEN"); ok && strings.TrimSpace(v) != "" {
+		return &guard.Credential{Kind: guard.Bearer, Secret: strings.TrimSpace(v)}
+	}
+	return nil
+}
+
+func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
+		Logger:              logger,
+		SessionTimeout:      cfg.Server.SessionTimeout,
+		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
+	})
+	mux := http.NewServeMux()
+	mux.Handle(cfg.Server.Path, g.HTTPMiddleware(handler))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		guard.SecurityHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		guard.SecurityHeaders(w.Header())
+		http.Error(w, fmt.Sprintf("not found: the MCP endpoint is %s", cfg.Server.Path), http.StatusNotFound)
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
+	}
+	url := "http://" + ln.Addr().String() + cfg.Server.Path
+	fmt.Fprintf(o.Status, "Server ready on %s\n", url)
+	if o.Ready != nil {
+		o.Ready(url)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+// buildGuard builds every stage but the audit sink from the configuration.
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env func(string) (string, bool), logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, error) {
+	var router authn.Router
+	var keys *apikey.Authenticator
+	if cfg.Auth.APIKeys.Enabled {
+		keys = apikey.New(st, nil)
+		router.APIKeys = keys
+	}
+	if cfg.Auth.JWT.Enabled {
+		j, err := buildJWT(cfg.Auth.JWT, st, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		router.JWT = j
+	}
+	if router.APIKeys == nil && router.JWT == nil {
+		return nil, nil, errors.New("no authentication method is enabled: enable auth.api_keys or auth.jwt")
+	}
+	rbac, err := authz.NewRBAC(Policy(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	g := &guard.Guard{
+		Authenticator:  router,
+		Authorizer:     rbac,
+		ArgumentFields: cfg.Audit.ArgumentFields,
+		Logger:         logger,
+		HTTP: guard.HTTPOptions{
+			MaxBodyBytes:    cfg.Server.MaxBodyBytes,
+			AllowedOrigins:  cfg.Server.AllowedOrigins,
+			BodyReadTimeout: cfg.Server.ReadTimeout,
+		},
+	}
+	if rl := cfg.RateLimit; rl.Enabled {
+		lc := ratelimit.Config{
+			Identity: ratelimit.Rule{Requests: rl.RequestsPerMinute, Per: time.Minute, Burst: rl.Burst},
+			Tools:    map[string]ratelimit.Rule{},
+		}
+		if rl.PerKeyRequestsPerMinute > 0 {
+			lc.Key = ratelimit.Rule{Requests: rl.PerKeyRequestsPerMinute, Per: time.Minute}
+		}
+		for name, t := range rl.Tools {
+			lc.Tools[name] = ratelimit.Rule{Requests: t.RequestsPerMinute, Per: time.Minute, Burst: t.Burst}
+		}
+		lim, err := ratelimit.New(lc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rate_limit: %w", err)
+		}
+		g.Limiter = lim
+	}
+	if lo := cfg.RateLimit.Lockout; lo.MaxFailures > 0 {
+		lk, err := ratelimit.NewLockout(ratelimit.LockoutConfig{MaxFailures: lo.MaxFailures, Window: lo.Window, Duration: lo.Duration})
+		if err != nil {
+			return nil, nil, fmt.Errorf("rate_limit.lockout: %w", err)
+		}
+		g.Lockout = lk
+	}
+	return g, keys, nil
+}
+
+// Policy converts the configuration's roles, users and tool requirements.
+func Policy(cfg *config.Config) authz.Policy {
+	p := authz.Policy{Roles: map[string]authz.Role{}, Users: cfg.Users, Tools: map[string]authz.Requirement{}}
+	for name, r := range cfg.Roles {
+		p.Roles[name] = authz.Role{Inherits: r.Inherits, Permissions: r.Permissions}
+	}
+	for name, t := range cfg.ToolPermissions {
+		p.Tools[name] = authz.Requirement{Roles: t.Roles, Scopes: t.Scopes}
+	}
+	return p
+}
+
+func buildJWT(c config.JWTConfig, st store.Store, env func(string) (string, bool)) (*jwt.Authenticator, error) {
+	jc := jwt.Config{
+		Issuer:                 c.Issuer,
+		Audiences:              c.Audiences,
+		Leeway:                 c.Leeway,
+		JWKSURL:                c.JWKSURL,
+		JWKSCacheTTL:           c.JWKSCacheTTL,
+		JWKSMinRefreshInterval: c.JWKSMinRefreshInterval,
+		RolesClaim:             c.Claims.Roles,
+		ScopeClaims:            c.Claims.Scopes,
+		PermissionsClaim:       c.Claims.Permissions,
+		Revocations:            st,
+	}
+	for i, k := range c.Keys {
+		key := jwt.Key{ID: k.KID, Algorithm: k.Alg}
+		if strings.HasPrefix(k.Alg, "HS") {
+			secret, err := k.Secret.Resolve(env)
+			if err != nil {
+				return nil, fmt.Errorf("auth.jwt.keys[%d].secret: %w", i, err)
+			}
+			key.Key = secret
+		} else {
+			pemBytes, err := k.PublicKey.Resolve(env)
+			if err != nil {
+				return nil, fmt.Errorf("auth.jwt.keys[%d].public_key: %w", i, err)
+			}
+			pub, err := jwt.ParsePublicKeyPEM(pemBytes)
+			if err != nil {
+				return nil, fmt.Errorf("auth.jwt.keys[%d].public_key: %w", i, err)
+			}
+			key.Key = pub
+		}
+		jc.Keys = append(jc.Keys, key)
+	}
+	a, err := jwt.New(jc)
+	if err != nil {
+		return nil, fmt.Errorf("auth.jwt: %w", err)
+	}
+	return a, nil
+}
+
+// demoIdentities are the demo's users, each named after its role.
+var demoIdentities = []string{"admin", "developer", "viewer"}
+
+// seedDemoIdentities creates the demo identities on the first run and
+// prints their keys, once.
+func seedDemoIdentities(ctx context.Context, st store.Store, out io.Writer) error {
+	existing, err := st.ListAPIKeys(ctx)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, k := range existing {
+		have[k.Name] = true
+	}
+	var created []string
+	keys := map[string]string{}
+	for _, name := range demoIdentities {
+		if have[name] {
+			continue
+		}
+		key, _, err := apikey.Create(ctx, st, apikey.CreateOptions{Name: name, Roles: []string{name}})
+		if err != nil {
+			return fmt.Errorf("demo identity %s: %w", name, err)
+		}
+		created = append(created, name)
+		keys[name] = key
+	}
+	if len(created) == 0 {
+		fmt.Fprintln(out, "[OK] Demo identities exist (their keys were shown when they were created; make more with `mcpguard keys create`)")
+		return nil
+	}
+	sort.Strings(created)
+	fmt.Fprintln(out, "Demo identities created. Their API keys are shown once, now; only hashes are stored:")
+	for _, name := range demoIdentities {
+		if k, ok := keys[name]; ok {
+			fmt.Fprintf(out, "  %-10s %s\n", name, k)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+// Package e2e tests the mcpguard binary as a user runs it: built with
+// `go build`, started as a process, and driven over real HTTP and stdio by
+// the go-sdk MCP client.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcpguard-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "mcpguard")
+	build := exec.Command("go", "build", "-o", binary, "github.com/mcpguard/mcpguard/cmd/mcpguard")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building mcpguard:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is a running `mcpguard serve`.
+type server struct {
+	url     string
+	dir     string // working directory: data dir and audit log live here
+	output  *syncBuffer
+	keys    map[string]string // demo identities' keys, when --demo printed them
+	auditLg string
+}
+
+// run runs an mcpguard command in dir to completion.
+func run(t *testing.T, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var readyRE = regexp.MustCompile(`Server ready on (http://\S+)`)
+var demoKeyRE = regexp.MustCompile(`(?m)^\s+(admin|developer|viewer)\s+(mcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43})$`)
+
+// start runs `mcpguard serve --addr 127.0.0.1:0 args...` in dir (a new
+// temporary directory when empty) and waits until it is ready.
+func start(t *testing.T, dir string, env []string, args ...string) *server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, binary, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := readyRE.FindStringSubmatch(out.String()); m != nil {
+			s := &server{url: m[1], dir: dir, output: out, keys: map[string]string{}, auditLg: filepath.Join(dir, "mcpguard-audit.log")}
+			for _, k := range demoKeyRE.FindAllStringSubmatch(out.String(), -1) {
+				s.keys[k[1]] = k[2]
+			}
+			return s
+		}
+		if cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("mcpguard did not become ready; output:\n%s", out.String())
+	return nil
+}
+
+type headerRT struct {
+	h    http.Header
+	base http.RoundTripper
+}
+
+func (rt headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range rt.h {
+		r.Header[k] = v
+	}
+	return rt.base.RoundTrip(r)
+}
+
+// connect opens an MCP session with the go-sdk client, sending h on every
+// request.
+func connect(t *testing.T, url string, h http.Header) (*mcp.ClientSession, error) {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: headerRT{h, http.DefaultTransport}}, MaxRetries: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, tr, nil)
+	if err == nil {
+		t.Cleanup(func() { cs.Close() })
+	}
+	return cs, err
+}
+
+func mustConnect(t *testing.T, url string, h http.Header) *mcp.ClientSession {
+	t.Helper()
+	cs, err := connect(t, url, h)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return cs
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// post sends one raw JSON-RPC message and returns the response.
+func post(t *testing.T, url string, h http.Header, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+
+func text(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+// auditLines reads the audit log's records as generic maps.
+func auditLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := jsonUnmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("audit line is not one JSON object: %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// waitAudit polls the audit log until match finds a record or time runs out.
+func waitAudit(t *testing.T, path string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, r := range auditLines(t, path) {
+			if match(r) {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no matching audit record in %s", path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -174,42 +175,6 @@ func newHTTPFixture(t *testing.T, mutate func(*guard.Guard)) *fixture {
 	return &fixture{g: g, sink: sink, url: ts.URL}
 }
 
-type headerRT struct {
-	h    http.Header
-	base http.RoundTripper
-}
-
-func (rt headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range rt.h {
-		r.Header[k] = v
-	}
-	return rt.base.RoundTrip(r)
-}
-
-func connect(t *testing.T, url string, h http.Header) (*mcp.ClientSession, error) {
-	t.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
-	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: headerRT{h, http.DefaultTransport}}, MaxRetries: -1}
-	cs, err := client.Connect(context.Background(), tr, nil)
-	if err == nil {
-		t.Cleanup(func() { cs.Close() })
-	}
-	return cs, err
-}
-
-func bearer(k string) http.Header { return http.Header{"Authorization": {"Bearer " + k}} }
-
-func toolText(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
-}
-
 func TestRoleMatrixOverHTTP(t *testing.T) {
 	f := newHTTPFixture(t, nil)
 	ctx := context.Background()
@@ -219,7 +184,7 @@ func TestRoleMatrixOverHTTP(t *testing.T) {
 		"view-key":  {"query", "list_tables", "describe_table"},
 	}
 	for key, allowed := range want {
-		cs, err := connect(t, f.url, bearer(key))
+		cs, err := mcptest.Connect(t, f.url, mcptest.Bearer(key))
 		if err != nil {
 			t.Fatalf("%s: connect: %v", key, err)
 		}
@@ -242,8 +207,8 @@ func TestRoleMatrixOverHTTP(t *testing.T) {
 				t.Fatalf("%s %s: %v", key, tool, err)
 			}
 			ok := slices.Contains(allowed, tool)
-			if ok == res.IsError || ok != (toolText(res) == "ran "+tool) {
-				t.Errorf("%s %s: isError=%v text=%q; want allowed=%v", key, tool, res.IsError, toolText(res), ok)
+			if ok == res.IsError || ok != (mcptest.Text(res) == "ran "+tool) {
+				t.Errorf("%s %s: isError=%v text=%q; want allowed=%v", key, tool, res.IsError, mcptest.Text(res), ok)
 			}
 		}
 	}
@@ -251,7 +216,7 @@ func TestRoleMatrixOverHTTP(t *testing.T) {
 
 func TestAccessDeniedTextAndAudit(t *testing.T) {
 	f := newHTTPFixture(t, nil)
-	cs, err := connect(t, f.url, http.Header{"X-Api-Key": {"dev-key"}})
+	cs, err := mcptest.Connect(t, f.url, http.Header{"X-Api-Key": {"dev-key"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +225,8 @@ func TestAccessDeniedTextAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nAction: Blocked and logged"
-	if !res.IsError || toolText(res) != want {
-		t.Fatalf("got isError=%v text:\n%s\nwant:\n%s", res.IsError, toolText(res), want)
+	if !res.IsError || mcptest.Text(res) != want {
+		t.Fatalf("got isError=%v text:\n%s\nwant:\n%s", res.IsError, mcptest.Text(res), want)
 	}
 	recs := f.sink.find(guard.Denied, "tools/call")
 	if len(recs) != 1 {
@@ -287,7 +252,7 @@ func TestUnauthenticatedHTTP(t *testing.T) {
 	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
 	for name, h := range map[string]http.Header{
 		"missing":        {},
-		"invalid bearer": bearer("nope"),
+		"invalid bearer": mcptest.Bearer("nope"),
 		"invalid header": {"X-Api-Key": {"nope"}},
 		"basic scheme":   {"Authorization": {"Basic YWRtaW4ta2V5Og=="}},
 	} {
@@ -334,7 +299,7 @@ func TestUnauthenticatedHTTP(t *testing.T) {
 func TestRateLimitHTTP(t *testing.T) {
 	lim := &budget{n: 8, used: map[string]int{}}
 	f := newHTTPFixture(t, func(g *guard.Guard) { g.Limiter = lim })
-	cs, err := connect(t, f.url, bearer("view-key"))
+	cs, err := mcptest.Connect(t, f.url, mcptest.Bearer("view-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +338,7 @@ func TestRateLimitHTTP(t *testing.T) {
 		t.Fatalf("rate-limited records = %+v", recs)
 	}
 	// Other principals are unaffected.
-	other, err := connect(t, f.url, bearer("admin-key"))
+	other, err := mcptest.Connect(t, f.url, mcptest.Bearer("admin-key"))
 	if err != nil {
 		t.Fatalf("another principal was limited: %v", err)
 	}
@@ -450,7 +415,7 @@ func TestOriginAndBodyLimits(t *testing.T) {
 
 func TestAuditFailureFailsClosed(t *testing.T) {
 	f := newHTTPFixture(t, nil)
-	cs, err := connect(t, f.url, bearer("admin-key"))
+	cs, err := mcptest.Connect(t, f.url, mcptest.Bearer("admin-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,11 +432,11 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 func TestResourcesAndPrompts(t *testing.T) {
 	f := newHTTPFixture(t, nil)
 	ctx := context.Background()
-	admin, err := connect(t, f.url, bearer("admin-key"))
+	admin, err := mcptest.Connect(t, f.url, mcptest.Bearer("admin-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	viewer, err := connect(t, f.url, bearer("view-key"))
+	viewer, err := mcptest.Connect(t, f.url, mcptest.Bearer("view-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +465,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 
 func TestSessionBoundToPrincipal(t *testing.T) {
 	f := newHTTPFixture(t, nil)
-	cs, err := connect(t, f.url, bearer("admin-key"))
+	cs, err := mcptest.Connect(t, f.url, mcptest.Bearer("admin-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +528,7 @@ func TestStdioStyleInBand(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "drop_table", Arguments: map[string]any{}})
-			if err != nil || !res.IsError || !strings.Contains(toolText(res), "Required role: admin") {
+			if err != nil || !res.IsError || !strings.Contains(mcptest.Text(res), "Required role: admin") {
 				t.Fatalf("drop_table as developer: %v %v", res, err)
 			}
 			// Budget of 3: list, drop_table, then this one; the fourth is refused.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 )
 
 // fixture is a seeded demo database served by a real MCP server and reached
@@ -69,7 +71,7 @@ func callOK[Out any](t testing.TB, f *fixture, name string, args any) Out {
 	t.Helper()
 	res := f.call(t, name, args)
 	if res.IsError {
-		t.Fatalf("CallTool(%s, %v) failed: %s", name, args, resultText(res))
+		t.Fatalf("CallTool(%s, %v) failed: %s", name, args, mcptest.Text(res))
 	}
 	var out Out
 	b, err := json.Marshal(res.StructuredContent)
@@ -90,17 +92,7 @@ func callErr(t testing.TB, f *fixture, name string, args any) string {
 		b, _ := json.Marshal(res.StructuredContent)
 		t.Fatalf("CallTool(%s, %v) succeeded with %s; want a tool error", name, args, b)
 	}
-	return resultText(res)
-}
-
-func resultText(res *mcp.CallToolResult) string {
-	var sb strings.Builder
-	for _, c := range res.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			sb.WriteString(tc.Text)
-		}
-	}
-	return sb.String()
+	return mcptest.Text(res)
 }
 
 // state is an observable snapshot of the database and its directory.

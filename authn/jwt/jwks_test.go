@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/clocktest"
 )
 
 // jwksServer serves a replaceable JWK Set and counts the fetches.
@@ -60,7 +61,7 @@ func (s *jwksServer) set(body []byte, status int) {
 	s.body, s.status = body, status
 }
 
-func newJWKSAuthenticator(t *testing.T, clock *fakeClock, url string, mutate func(*Config)) *Authenticator {
+func newJWKSAuthenticator(t *testing.T, clock *clocktest.Clock, url string, mutate func(*Config)) *Authenticator {
 	t.Helper()
 	cfg := Config{
 		Issuer:    testIssuer,

@@ -14,9 +14,10 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/clocktest"
 )
 
-func newTestAuthenticator(t *testing.T, clock *fakeClock, mutate func(*Config)) *Authenticator {
+func newTestAuthenticator(t *testing.T, clock *clocktest.Clock, mutate func(*Config)) *Authenticator {
 	t.Helper()
 	cfg := Config{
 		Issuer:    testIssuer,

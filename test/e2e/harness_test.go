@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -117,33 +118,11 @@ func start(t *testing.T, dir string, env []string, args ...string) *server {
 	return nil
 }
 
-type headerRT struct {
-	h    http.Header
-	base http.RoundTripper
-}
-
-func (rt headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range rt.h {
-		r.Header[k] = v
-	}
-	return rt.base.RoundTrip(r)
-}
-
-// connect opens an MCP session with the go-sdk client, sending h on every
-// request.
-func connect(t *testing.T, url string, h http.Header) (*mcp.ClientSession, error) {
-	t.Helper()
-	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
-	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: headerRT{h, http.DefaultTransport}}, MaxRetries: -1}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cs, err := client.Connect(ctx, tr, nil)
-	if err == nil {
-		t.Cleanup(func() { cs.Close() })
-	}
-	return cs, err
-}
+var (
+	connect = mcptest.Connect
+	bearer  = mcptest.Bearer
+	text    = mcptest.Text
+)
 
 func mustConnect(t *testing.T, url string, h http.Header) *mcp.ClientSession {
 	t.Helper()
@@ -153,8 +132,6 @@ func mustConnect(t *testing.T, url string, h http.Header) *mcp.ClientSession {
 	}
 	return cs
 }
-
-func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 // post sends one raw JSON-RPC message and returns the response.
 func post(t *testing.T, url string, h http.Header, body string) *http.Response {
@@ -178,16 +155,6 @@ func post(t *testing.T, url string, h http.Header, body string) *http.Response {
 }
 
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
-
-func text(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
-}
 
 // auditLines reads the audit log's records as generic maps.
 func auditLines(t *testing.T, path string) []map[string]any {

@@ -1,0 +1,62 @@
+// Package mcptest holds the MCP client helpers that mcpguard's tests share:
+// connecting the go-sdk client over streamable HTTP with extra headers, and
+// reading a tool result's text.
+package mcptest
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// HeaderTransport adds Header to every request it sends through Base.
+type HeaderTransport struct {
+	Header http.Header
+	Base   http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (rt HeaderTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range rt.Header {
+		r.Header[k] = v
+	}
+	base := rt.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
+
+// Connect opens an MCP session to url with the go-sdk client, sending h on
+// every request, without retries. The session is closed when the test ends.
+func Connect(t testing.TB, url string, h http.Header) (*mcp.ClientSession, error) {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpguard-test", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: HeaderTransport{Header: h}}, MaxRetries: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, tr, nil)
+	if err == nil {
+		t.Cleanup(func() { cs.Close() })
+	}
+	return cs, err
+}
+
+// Bearer is an Authorization header carrying token.
+func Bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+
+// Text concatenates the text content of a tool result.
+func Text(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}

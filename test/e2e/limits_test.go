@@ -107,6 +107,10 @@ func TestAuditNoSecrets(t *testing.T) {
 	post(t, s.url, bearer(s.keys["admin"][:30]+strings.Repeat("B", 43)), initBody)
 	post(t, s.url, http.Header{"X-Api-Key": {"garbage-" + secretArg}}, initBody)
 
+	allowed := waitAudit(t, s.auditLg, func(r map[string]any) bool { return r["decision"] == "ALLOWED" && r["target"] == "execute_sql" })
+	if allowed["user"] != forged || allowed["args_sha256"] == nil || allowed["duration_ns"] == nil || allowed["key_id"] == nil {
+		t.Fatalf("ALLOWED record = %v", allowed)
+	}
 	rec := waitAudit(t, s.auditLg, func(r map[string]any) bool { return r["decision"] == "DENIED" && r["target"] == "drop_table" })
 	if rec["user"] != forged {
 		t.Fatalf("user round-trip = %q", rec["user"])

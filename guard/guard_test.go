@@ -577,3 +577,94 @@ func TestPrincipalIDUnambiguous(t *testing.T) {
 		t.Fatalf("distinct principals share ID %q", a.ID())
 	}
 }
+
+// stageLog is a unit-test Observer recording stage names and decisions.
+type stageLog struct {
+	mu        sync.Mutex
+	stages    []guard.Stage
+	decisions []guard.Outcome
+}
+
+func (s *stageLog) StartStage(ctx context.Context, st guard.Stage) (context.Context, func(time.Duration)) {
+	return ctx, func(d time.Duration) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stages = append(s.stages, st)
+	}
+}
+
+func (s *stageLog) Recorded(_ context.Context, r *guard.Record, _ error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.decisions = append(s.decisions, r.Decision)
+}
+
+func TestObserverSeesEveryStage(t *testing.T) {
+	obs := &stageLog{}
+	f := newHTTPFixture(t, func(g *guard.Guard) {
+		g.Observer = obs
+		g.Limiter = &budget{n: 100, used: map[string]int{}}
+	})
+	cs, err := mcptest.Connect(t, f.url, mcptest.Bearer("dev-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	obs.stages, obs.decisions = nil, nil
+	obs.mu.Unlock()
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "drop_table", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	want := []guard.Stage{
+		guard.StageAuthenticate, guard.StageRateLimit, guard.StageAuthorize, guard.StageExecute, guard.StageAudit, // query
+		guard.StageAuthenticate, guard.StageRateLimit, guard.StageAuthorize, guard.StageAudit, // drop_table: denied, not executed
+	}
+	if !slices.Equal(obs.stages, want) {
+		t.Fatalf("stages = %v\nwant     %v", obs.stages, want)
+	}
+	if !slices.Equal(obs.decisions, []guard.Outcome{guard.Allowed, guard.Denied}) {
+		t.Fatalf("decisions = %v", obs.decisions)
+	}
+}
+
+// notReadySink is an AuditSink that knows it cannot write.
+type notReadySink struct{ memSink }
+
+func (*notReadySink) Ready() error { return errors.New("no space left on device") }
+
+func TestAuditNotReadyRefusesBeforeExecution(t *testing.T) {
+	ran := false
+	sink := &notReadySink{}
+	g := &guard.Guard{Authenticator: keyAuth{"k": {Subject: "a", Roles: []string{"admin"}}}, Authorizer: rbac(t), Audit: sink}
+	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	s.AddReceivingMiddleware(g.MCPMiddleware(guard.MCPOptions{Transport: "stdio", Credential: &guard.Credential{Kind: guard.Bearer, Secret: "k"}}))
+	mcp.AddTool(s, &mcp.Tool{Name: "query"}, func(context.Context, *mcp.CallToolRequest, echoArgs) (*mcp.CallToolResult, any, error) {
+		ran = true
+		return &mcp.CallToolResult{}, nil, nil
+	})
+	ctx := context.Background()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := s.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}})
+	var rpcErr *jsonrpc.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != guard.CodeUnavailable {
+		t.Fatalf("call with an unready audit sink: %v", err)
+	}
+	if ran {
+		t.Fatal("the tool ran although its outcome could not be audited")
+	}
+}

@@ -180,7 +180,9 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
 			return
 		}
-		p, err := g.Authenticator.Authenticate(ctx, cred)
+		actx, endAuthn := g.stage(ctx, StageAuthenticate)
+		p, err := g.Authenticator.Authenticate(actx, cred)
+		endAuthn()
 		if err != nil {
 			if !errors.Is(err, ErrInvalidCredentials) {
 				rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
@@ -203,28 +205,27 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 		if len(msgs) == 0 {
 			msgs = []envelope{{}} // GET, DELETE or unparsable body: one request
 		}
-		for _, m := range msgs {
-			tool := ""
-			if m.Method == "tools/call" {
-				tool = m.Params.Name
-			}
-			res, err := g.limit(ctx, p, tool)
-			if err != nil {
-				rec.Decision, rec.Reason = Failed, err.Error()
-				g.record(ctx, rec, c)
-				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "rate limiting is temporarily unavailable; try again later")
-				return
-			}
-			if !res.Allowed {
-				rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
-				if m.Method != "" {
-					rec.Method, rec.Target = m.Method, sanitize(tool, 200)
+		lctx, endLimit := g.stage(ctx, StageRateLimit)
+		refused, res, err := g.limitMessages(lctx, p, msgs)
+		endLimit()
+		if err != nil {
+			rec.Decision, rec.Reason = Failed, err.Error()
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "rate limiting is temporarily unavailable; try again later")
+			return
+		}
+		if refused != nil {
+			rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
+			if refused.Method != "" {
+				rec.Method, rec.Target = refused.Method, ""
+				if refused.Method == "tools/call" {
+					rec.Target = sanitize(refused.Params.Name, 200)
 				}
-				g.record(ctx, rec, c)
-				w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(res.RetryAfter)))
-				writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
-				return
 			}
+			g.record(ctx, rec, c)
+			w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(res.RetryAfter)))
+			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
+			return
 		}
 
 		r2 := r.Clone(context.WithValue(ctx, callerKey{}, c))
@@ -236,6 +237,25 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 		}
 		inject.ServeHTTP(w, r2)
 	})
+}
+
+// limitMessages charges every message of a request to the limiter and
+// returns the first one refused, if any.
+func (g *Guard) limitMessages(ctx context.Context, p *Principal, msgs []envelope) (*envelope, LimitResult, error) {
+	for i := range msgs {
+		tool := ""
+		if msgs[i].Method == "tools/call" {
+			tool = msgs[i].Params.Name
+		}
+		res, err := g.limit(ctx, p, tool)
+		if err != nil {
+			return nil, res, err
+		}
+		if !res.Allowed {
+			return &msgs[i], res, nil
+		}
+	}
+	return nil, LimitResult{Allowed: true}, nil
 }
 
 type callerKey struct{}

@@ -95,7 +95,9 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 		g.record(ctx, rec, c)
 		return nil, &jsonrpc.Error{Code: CodeUnauthenticated, Message: "authentication required: set MCP_API_KEY or MCP_AUTH_TOKEN in the server's environment"}
 	}
-	p, err := g.Authenticator.Authenticate(ctx, *opts.Credential)
+	actx, endAuthn := g.stage(ctx, StageAuthenticate)
+	p, err := g.Authenticator.Authenticate(actx, *opts.Credential)
+	endAuthn()
 	if err != nil {
 		if !errors.Is(err, ErrInvalidCredentials) {
 			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
@@ -111,7 +113,9 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 	if method == "tools/call" {
 		tool = rec.Target
 	}
-	res, err := g.limit(ctx, p, tool)
+	lctx, endLimit := g.stage(ctx, StageRateLimit)
+	res, err := g.limit(lctx, p, tool)
+	endLimit()
 	if err != nil {
 		rec.Decision, rec.Reason = Failed, err.Error()
 		g.record(ctx, rec, c)
@@ -206,9 +210,11 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 
 	switch method {
 	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
-		res, err := next(ctx, method, req)
+		res, err := g.execute(ctx, method, req, next)
 		if err == nil {
-			visible, total := g.filterList(ctx, p, res)
+			actx, endAuthz := g.stage(ctx, StageAuthorize)
+			visible, total := g.filterList(actx, p, res)
+			endAuthz()
 			rec.Reason = fmt.Sprintf("%d of %d items visible", visible, total)
 		}
 		return g.finish(ctx, rec, c, start, res, err)
@@ -218,7 +224,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 		if method != "initialize" && method != "server/discover" {
 			return next(ctx, method, req) // not worth an audit record each
 		}
-		res, err := next(ctx, method, req)
+		res, err := g.execute(ctx, method, req, next)
 		rec.Reason = "session method"
 		return g.finish(ctx, rec, c, start, res, err)
 	}
@@ -235,7 +241,9 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 	if params, ok := req.GetParams().(*mcp.CallToolParamsRaw); ok {
 		rec.ArgsDigest, rec.Args = g.summarizeArgs(params.Arguments)
 	}
-	d := g.Authorizer.Authorize(ctx, p, a)
+	actx, endAuthz := g.stage(ctx, StageAuthorize)
+	d := g.Authorizer.Authorize(actx, p, a)
+	endAuthz()
 	rec.Reason, rec.Policies = d.Reason, d.Policies
 	if !d.Allowed {
 		rec.Decision, rec.RequiredRoles = Denied, roleList(d.RequiredRoles)
@@ -249,8 +257,24 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 		}
 		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: text}
 	}
-	res, err := next(ctx, method, req)
+	res, err := g.execute(ctx, method, req, next)
 	return g.finish(ctx, rec, c, start, res, err)
+}
+
+// errAuditNotReady is returned when the audit sink reports that it cannot
+// write, so the request is refused before it runs.
+var errAuditNotReady = &jsonrpc.Error{Code: CodeUnavailable, Message: "the audit log cannot be written; the request was refused and not run"}
+
+// execute runs the next handler as the execute stage, unless the audit sink
+// already knows it cannot record the outcome.
+func (g *Guard) execute(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	if err := g.auditReady(); err != nil {
+		g.logger().Error("refusing request: audit sink not ready", "err", err, "method", method)
+		return nil, errAuditNotReady
+	}
+	ectx, end := g.stage(ctx, StageExecute)
+	defer end()
+	return next(ectx, method, req)
 }
 
 // finish writes the ALLOWED record of an executed request. If the record

@@ -34,6 +34,9 @@ type Guard struct {
 	// HTTP settings, used by HTTPMiddleware.
 	HTTP HTTPOptions
 
+	// Observer watches the stages, for metrics and tracing. Nil means none.
+	Observer Observer
+
 	// Logger receives operational messages (not audit records). Nil
 	// discards them.
 	Logger *slog.Logger
@@ -97,9 +100,44 @@ func (g *Guard) record(ctx context.Context, r *Record, c *caller) error {
 			r.Roles = g.heldRoles(p)
 		}
 	}
-	if err := g.Audit.Record(ctx, r); err != nil {
+	_, end := g.stage(ctx, StageAudit)
+	err := g.Audit.Record(ctx, r)
+	end()
+	g.observer().Recorded(ctx, r, err)
+	if err != nil {
 		g.logger().Error("audit write failed", "err", err, "request_id", r.RequestID)
 		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+func (g *Guard) observer() Observer {
+	if g.Observer != nil {
+		return g.Observer
+	}
+	return noopObserver{}
+}
+
+// stage tells the Observer that stage s starts; call the returned function
+// when it ends.
+func (g *Guard) stage(ctx context.Context, s Stage) (context.Context, func()) {
+	start := time.Now()
+	ctx, end := g.observer().StartStage(ctx, s)
+	return ctx, func() { end(time.Since(start)) }
+}
+
+// ReadyChecker is implemented by AuditSinks that can tell in advance that
+// they cannot write (a full disk, a failing fsync). The pipeline refuses to
+// execute a request while Ready returns an error, rather than run it
+// unaudited.
+type ReadyChecker interface {
+	Ready() error
+}
+
+// auditReady reports the sink's readiness, when it can tell.
+func (g *Guard) auditReady() error {
+	if rc, ok := g.Audit.(ReadyChecker); ok {
+		return rc.Ready()
 	}
 	return nil
 }

@@ -258,3 +258,10 @@ func (r *RBAC) rolesGranting(perm string) []string {
 		return false
 	})
 }
+
+// HasRole reports whether p holds role, directly, through the policy's
+// Users map, or by inheritance: an admin that inherits developer has
+// developer.
+func (r *RBAC) HasRole(p *guard.Principal, role string) bool {
+	return p != nil && r.hasRole(r.Roles(p), role)
+}

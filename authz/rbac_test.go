@@ -177,3 +177,28 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	}
 }
+
+func TestHasRole(t *testing.T) {
+	t.Parallel()
+	r, err := authz.NewRBAC(seedPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p    guard.Principal
+		role string
+		want bool
+	}{
+		{guard.Principal{Roles: []string{"admin"}}, "viewer", true},
+		{guard.Principal{Roles: []string{"viewer"}}, "admin", false},
+		{guard.Principal{Subject: "carol"}, "developer", true}, // users map, then inheritance
+		{guard.Principal{Roles: []string{"ghost"}}, "ghost", false},
+	} {
+		if got := r.HasRole(&tc.p, tc.role); got != tc.want {
+			t.Errorf("HasRole(%+v, %s) = %v", tc.p, tc.role, got)
+		}
+	}
+	if r.HasRole(nil, "viewer") {
+		t.Fatal("nil principal has a role")
+	}
+}

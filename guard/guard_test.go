@@ -668,3 +668,35 @@ func TestAuditNotReadyRefusesBeforeExecution(t *testing.T) {
 		t.Fatal("the tool ran although its outcome could not be audited")
 	}
 }
+
+func TestRequirePrincipal(t *testing.T) {
+	sink := &memSink{}
+	g := &guard.Guard{Authenticator: keyAuth{
+		"admin-key": {Subject: "ann", Roles: []string{"admin"}},
+		"view-key":  {Subject: "vic", Roles: []string{"viewer"}},
+	}, Authorizer: rbac(t), Audit: sink}
+	h := g.RequirePrincipal("metrics", func(p *guard.Principal) bool { return p.HasRole("admin") },
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret metrics") }))
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	for key, want := range map[string]int{"admin-key": 200, "view-key": 403, "wrong": 401, "": 401} {
+		req, _ := http.NewRequest("GET", ts.URL, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200) != strings.Contains(string(body), "secret metrics") {
+			t.Errorf("key %q: status %d body %q, want %d", key, resp.StatusCode, body, want)
+		}
+	}
+	for _, d := range []guard.Outcome{guard.Allowed, guard.Denied, guard.AuthFailed} {
+		if len(sink.find(d, "metrics")) == 0 {
+			t.Errorf("no %s record for metrics", d)
+		}
+	}
+}

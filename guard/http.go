@@ -162,42 +162,8 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			}
 		}
 
-		source := lockoutSource(c.clientAddr)
-		if g.Lockout != nil {
-			if wait, locked := g.Lockout.Locked(ctx, source); locked {
-				rec.Decision, rec.Reason = AuthFailed, "source locked out after repeated authentication failures"
-				g.record(ctx, rec, c)
-				w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
-				writeError(w, http.StatusTooManyRequests, "too_many_failures", "too many failed authentication attempts; retry later")
-				return
-			}
-		}
-
-		cred, ok := credentialFrom(r)
+		p, ok := g.authenticateHTTP(w, r, c, rec)
 		if !ok {
-			rec.Decision, rec.Reason = AuthFailed, "no credentials"
-			g.record(ctx, rec, c)
-			g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
-			return
-		}
-		actx, endAuthn := g.stage(ctx, StageAuthenticate)
-		p, err := g.Authenticator.Authenticate(actx, cred)
-		endAuthn()
-		if err != nil {
-			if !errors.Is(err, ErrInvalidCredentials) {
-				rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
-				g.record(ctx, rec, c)
-				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
-				return
-			}
-			rec.Decision, rec.Reason = AuthFailed, err.Error()
-			if g.Lockout != nil {
-				if wait, locked := g.Lockout.Failure(ctx, source); locked {
-					rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
-				}
-			}
-			g.record(ctx, rec, c)
-			g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
 			return
 		}
 		c.principal = p
@@ -236,6 +202,84 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			r2.ContentLength = int64(len(body))
 		}
 		inject.ServeHTTP(w, r2)
+	})
+}
+
+// authenticateHTTP is the HTTP authentication stage: lockout, credential,
+// Authenticator. On refusal it writes the response and the audit record
+// (rec, completed) and returns ok=false.
+func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *caller, rec *Record) (p *Principal, ok bool) {
+	ctx := r.Context()
+	source := lockoutSource(c.clientAddr)
+	if g.Lockout != nil {
+		if wait, locked := g.Lockout.Locked(ctx, source); locked {
+			rec.Decision, rec.Reason = AuthFailed, "source locked out after repeated authentication failures"
+			g.record(ctx, rec, c)
+			w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
+			writeError(w, http.StatusTooManyRequests, "too_many_failures", "too many failed authentication attempts; retry later")
+			return nil, false
+		}
+	}
+	cred, found := credentialFrom(r)
+	if !found {
+		rec.Decision, rec.Reason = AuthFailed, "no credentials"
+		g.record(ctx, rec, c)
+		g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
+		return nil, false
+	}
+	actx, endAuthn := g.stage(ctx, StageAuthenticate)
+	p, err := g.Authenticator.Authenticate(actx, cred)
+	endAuthn()
+	if err != nil {
+		if !errors.Is(err, ErrInvalidCredentials) {
+			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
+			return nil, false
+		}
+		rec.Decision, rec.Reason = AuthFailed, err.Error()
+		if g.Lockout != nil {
+			if wait, locked := g.Lockout.Failure(ctx, source); locked {
+				rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
+			}
+		}
+		g.record(ctx, rec, c)
+		g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+		return nil, false
+	}
+	return p, true
+}
+
+// RequirePrincipal returns middleware for mcpguard's own HTTP endpoints
+// (metrics, administration) that authenticates the request exactly as the
+// MCP endpoint does (lockout, 401 challenge, audit) and then lets through
+// only principals for which allow is true; others get 403. Every decision is
+// audited with method set to name; a request that cannot be audited is
+// refused.
+func (g *Guard) RequirePrincipal(name string, allow func(*Principal) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SecurityHeaders(w.Header())
+		ctx := r.Context()
+		c := &caller{requestID: newRequestID(), clientAddr: clientIP(r), transport: "http"}
+		w.Header().Set("X-Request-Id", c.requestID)
+		rec := &Record{Time: g.now(), Method: name}
+		p, ok := g.authenticateHTTP(w, r, c, rec)
+		if !ok {
+			return
+		}
+		c.principal = p
+		if !allow(p) {
+			rec.Decision, rec.Reason = Denied, "principal may not use "+name
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusForbidden, "forbidden", "your credential does not grant access to "+name)
+			return
+		}
+		rec.Decision, rec.Reason = Allowed, "principal may use "+name
+		if err := g.record(ctx, rec, c); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the request could not be audited and was refused")
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

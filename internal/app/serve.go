@@ -89,10 +89,16 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 
-	g, keys, err := buildGuard(ctx, cfg, st, o.Env, logger)
+	g, keys, rbac, err := buildGuard(ctx, cfg, st, o.Env, logger)
 	if err != nil {
 		return err
 	}
+	obs, err := newObservability(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
+	g.Observer = obs.observer()
 	sink, err := audit.OpenFile(cfg.Audit.Log)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
@@ -109,7 +115,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Stdio {
 		mcpOpts.Credential = stdioCredential(o.Env)
 	}
-	server.AddReceivingMiddleware(g.MCPMiddleware(mcpOpts))
+	server.AddReceivingMiddleware(append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))...)
 
 	if keys != nil {
 		ok("API key authentication enabled")
@@ -144,6 +150,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 		defer db.Close()
 		tools.Register(server, db)
+		obs.metrics.SetKnownTools(tools.Names())
 		ok("Built-in database tools on %s: %s", cfg.Database, strings.Join(tools.Names(), ", "))
 	}
 
@@ -158,7 +165,17 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 		return nil
 	}
-	return serveHTTP(ctx, cfg, g, server, o, logger)
+	if cfg.Metrics.Enabled {
+		if cfg.Metrics.Addr != "" {
+			ok("Metrics at http://%s/metrics (unauthenticated listener)", cfg.Metrics.Addr)
+		} else {
+			ok("Metrics at %s/metrics for roles %s", "the main listener", strings.Join(cfg.Metrics.Roles, ", "))
+		}
+	}
+	if cfg.Tracing.Enabled {
+		ok("Tracing to %s", cfg.Tracing.File)
+	}
+	return serveHTTP(ctx, cfg, g, rbac, obs, server, o, logger)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -176,14 +193,25 @@ func stdioCredential(env func(string) (string, bool)) *guard.Credential {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Logger:              logger,
 		SessionTimeout:      cfg.Server.SessionTimeout,
 		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
 	})
 	mux := http.NewServeMux()
-	mux.Handle(cfg.Server.Path, g.HTTPMiddleware(handler))
+	mux.Handle(cfg.Server.Path, obs.httpMiddleware(g.HTTPMiddleware(handler)))
+	if cfg.Metrics.Enabled {
+		if cfg.Metrics.Addr == "" {
+			mux.Handle("GET /metrics", g.RequirePrincipal("metrics", anyRole(rbac, cfg.Metrics.Roles), obs.metrics.Handler()))
+		} else {
+			stop, err := serveMetrics(cfg.Metrics.Addr, obs.metrics.Handler(), logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		guard.SecurityHeaders(w.Header())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -225,7 +253,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, server *
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.
-func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env func(string) (string, bool), logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, error) {
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env func(string) (string, bool), logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
@@ -235,16 +263,16 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env fun
 	if cfg.Auth.JWT.Enabled {
 		j, err := buildJWT(cfg.Auth.JWT, st, env)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		router.JWT = j
 	}
 	if router.APIKeys == nil && router.JWT == nil {
-		return nil, nil, errors.New("no authentication method is enabled: enable auth.api_keys or auth.jwt")
+		return nil, nil, nil, errors.New("no authentication method is enabled: enable auth.api_keys or auth.jwt")
 	}
 	rbac, err := authz.NewRBAC(Policy(cfg))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	g := &guard.Guard{
 		Authenticator:  router,
@@ -270,18 +298,18 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env fun
 		}
 		lim, err := ratelimit.New(lc)
 		if err != nil {
-			return nil, nil, fmt.Errorf("rate_limit: %w", err)
+			return nil, nil, nil, fmt.Errorf("rate_limit: %w", err)
 		}
 		g.Limiter = lim
 	}
 	if lo := cfg.RateLimit.Lockout; lo.MaxFailures > 0 {
 		lk, err := ratelimit.NewLockout(ratelimit.LockoutConfig{MaxFailures: lo.MaxFailures, Window: lo.Window, Duration: lo.Duration})
 		if err != nil {
-			return nil, nil, fmt.Errorf("rate_limit.lockout: %w", err)
+			return nil, nil, nil, fmt.Errorf("rate_limit.lockout: %w", err)
 		}
 		g.Lockout = lk
 	}
-	return g, keys, nil
+	return g, keys, rbac, nil
 }
 
 // Policy converts the configuration's roles, users and tool requirements.

@@ -78,6 +78,12 @@ type Config struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Audit configures the audit log.
 	Audit AuditConfig `yaml:"audit"`
+	// Metrics configures the Prometheus endpoint.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// Tracing configures OpenTelemetry tracing.
+	Tracing TracingConfig `yaml:"tracing"`
+	// Admin configures the read-only admin page at /admin/.
+	Admin AdminConfig `yaml:"admin"`
 }
 
 // ServerConfig configures the HTTP server.
@@ -245,6 +251,38 @@ type AuditConfig struct {
 	ArgumentFields []string `yaml:"argument_fields"`
 }
 
+// MetricsConfig configures Prometheus metrics.
+type MetricsConfig struct {
+	// Enabled serves metrics. Default true.
+	Enabled bool `yaml:"enabled"`
+	// Addr, when set, serves /metrics on a separate listener without
+	// authentication, for a loopback or internal scrape network (e.g.
+	// "127.0.0.1:9090"). When empty, /metrics is served on the main
+	// listener and requires a credential whose principal holds one of
+	// Roles (Prometheus sends it with `authorization: credentials_file`).
+	Addr string `yaml:"addr"`
+	// Roles may read /metrics on the main listener. Default [admin].
+	Roles []string `yaml:"roles"`
+}
+
+// TracingConfig configures OpenTelemetry tracing: a span per request and
+// per pipeline stage.
+type TracingConfig struct {
+	// Enabled turns tracing on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// File receives spans as JSON lines (the OpenTelemetry stdout
+	// exporter); "-" means stderr. Required when Enabled.
+	File string `yaml:"file"`
+}
+
+// AdminConfig configures the read-only admin page.
+type AdminConfig struct {
+	// Enabled serves the admin page at /admin/. Default true.
+	Enabled bool `yaml:"enabled"`
+	// Roles may sign in to the admin page. Default [admin].
+	Roles []string `yaml:"roles"`
+}
+
 // Default returns the built-in configuration: what `mcpguard serve` runs
 // with when there is no file. It is valid, and returns a fresh value on
 // every call.
@@ -315,6 +353,8 @@ func Default() *Config {
 			Log:            "./mcpguard-audit.log",
 			ArgumentFields: []string{"table"},
 		},
+		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
+		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},
 	}
 }
 

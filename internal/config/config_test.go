@@ -193,7 +193,7 @@ func TestErrors(t *testing.T) {
 		{"unknown field", "server:\n  addr: 127.0.0.1:8080\n  adress: x\n",
 			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout)"},
 		{"unknown top-level field", "# comment\n\nlogging: debug\n",
-			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit)"},
+			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin)"},
 		{"unknown field in flow mapping", "roles:\n  viewer: {permissions: [\"tools:call:query\"], inherit: []}\ntool_permissions: {}\n",
 			"mcpguard.yaml:2: roles.viewer.inherit: unknown field (valid fields here: inherits, permissions)"},
 		{"duplicate key", "audit:\n  log: a.log\n  log: b.log\n",
@@ -209,7 +209,7 @@ func TestErrors(t *testing.T) {
 		{"top level list", "- a\n- b\n",
 			"mcpguard.yaml:1: the top level must be a mapping of settings"},
 		{"anchor on unknown field", "base: &b {log: x}\n",
-			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit)"},
+			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin)"},
 		{"merge key refused", "audit:\n  <<: {log: x}\n",
 			"mcpguard.yaml:2: audit: merge keys (<<) are not supported"},
 		{"empty audit log", "audit:\n  log: \"\"\n",
@@ -743,5 +743,25 @@ func TestRefResolveAllowsReadablePublicKey(t *testing.T) {
 	got, err = Ref("env:PUB").Resolve(envMap(map[string]string{"PUB": pem}))
 	if err != nil || string(got) != pem {
 		t.Errorf("Ref.Resolve(env) = %q, %v", got, err)
+	}
+}
+
+func TestObservabilityValidation(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"metrics addr":       {"metrics:\n  addr: nonsense\n", "mcpguard.yaml:2: metrics.addr: must be host:port"},
+		"metrics role typo":  {"metrics:\n  roles: [admn]\n", `metrics.roles[0]: unknown role "admn"`},
+		"admin empty roles":  {"admin:\n  roles: []\n", "admin.roles: must name at least one role"},
+		"tracing needs file": {"tracing:\n  enabled: true\n", "tracing.file: is required when tracing is enabled"},
+	} {
+		_, err := Parse("mcpguard.yaml", []byte(tc.yaml), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error = %v, want it to contain %q", name, err, tc.want)
+		}
+	}
+	// Replacing the roles without an admin role keeps the default admin
+	// and metrics settings valid: they are then open to no one.
+	if _, err := Parse("mcpguard.yaml", []byte("roles:\n  ops: {permissions: [\"tools:call:*\"]}\ntool_permissions: {}\n"), nil); err != nil {
+		t.Fatalf("roles without admin: %v", err)
 	}
 }

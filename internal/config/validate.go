@@ -49,6 +49,7 @@ func validate(c *Config) []problem {
 	v.toolPermissions(path{}.field("tool_permissions"), c.ToolPermissions, c.Roles)
 	v.rateLimit(path{}.field("rate_limit"), &c.RateLimit)
 	v.audit(path{}.field("audit"), &c.Audit)
+	v.observability(c)
 	return v.problems
 }
 
@@ -378,6 +379,43 @@ func (v *validator) audit(p path, a *AuditConfig) {
 	for i, f := range a.ArgumentFields {
 		if strings.TrimSpace(f) == "" {
 			v.add(p.field("argument_fields").index(i), "must not be empty")
+		}
+	}
+}
+
+func (v *validator) observability(c *Config) {
+	if c.Metrics.Enabled {
+		mp := path{}.field("metrics")
+		if c.Metrics.Addr != "" {
+			if _, _, err := net.SplitHostPort(c.Metrics.Addr); err != nil {
+				v.add(mp.field("addr"), "must be host:port")
+			}
+		} else {
+			v.roleList(mp.field("roles"), c.Metrics.Roles, c.Roles)
+		}
+	}
+	if c.Tracing.Enabled && c.Tracing.File == "" {
+		v.add(path{}.field("tracing").field("file"), `is required when tracing is enabled (use "-" for stderr)`)
+	}
+	if c.Admin.Enabled {
+		v.roleList(path{}.field("admin").field("roles"), c.Admin.Roles, c.Roles)
+	}
+}
+
+// roleList checks a non-empty list of defined roles. The default, [admin],
+// is accepted without an admin role defined: the feature is then open to
+// no one, which is safe, and a file that replaces the roles need not repeat
+// the setting.
+func (v *validator) roleList(p path, list []string, roles map[string]Role) {
+	if _, ok := roles["admin"]; !ok && len(list) == 1 && list[0] == "admin" {
+		return
+	}
+	if len(list) == 0 {
+		v.add(p, "must name at least one role")
+	}
+	for i, r := range list {
+		if _, ok := roles[r]; !ok {
+			v.add(p.index(i), "unknown role %q", r)
 		}
 	}
 }

@@ -700,3 +700,130 @@ func TestRequirePrincipal(t *testing.T) {
 		}
 	}
 }
+
+// toolLog is a unit-test Limiter that allows everything and records which
+// tools it was charged for.
+type toolLog struct {
+	mu    sync.Mutex
+	tools []string
+}
+
+func (l *toolLog) Limit(_ context.Context, _ *guard.Principal, tool string) (guard.LimitResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tools = append(l.tools, tool)
+	return guard.LimitResult{Allowed: true}, nil
+}
+
+// rawSession opens a session for key and returns a function that POSTs one
+// raw message in it.
+func rawSession(t *testing.T, url, key string) func(body string, timeout time.Duration) (int, string) {
+	t.Helper()
+	cs, err := mcptest.Connect(t, url, mcptest.Bearer(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(body string, timeout time.Duration) (int, string) {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Mcp-Session-Id", cs.ID())
+		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := (&http.Client{Timeout: timeout}).Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// The review found that encoding/json and go-sdk could read one body
+// differently, so that the limiter was charged for another tool, or for
+// one message of a batch that ran many.
+func TestRateLimitChargesTheToolThatRuns(t *testing.T) {
+	lim := &toolLog{}
+	f := newHTTPFixture(t, func(g *guard.Guard) { g.Limiter = lim })
+	send := rawSession(t, f.url, "admin-key")
+	call := func(name string) string {
+		return `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`
+	}
+	for name, body := range map[string]string{
+		"batch":         "[" + call("execute_sql") + "," + call("execute_sql") + "]",
+		"trailing data": call("execute_sql") + "x",
+	} {
+		if code, _ := send(body, 5*time.Second); code != 400 {
+			t.Errorf("%s: status %d, want 400", name, code)
+		}
+	}
+	if n := len(f.sink.find(guard.Denied, "")) + len(f.sink.find(guard.Denied, "tools/call")); n < 2 {
+		t.Errorf("malformed bodies not audited: %d records", n)
+	}
+	// Bodies that two JSON readers could disagree on: whatever go-sdk runs
+	// is what the limiter was charged for.
+	for name, body := range map[string]string{
+		"keys differing in case": `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"query","NAME":"execute_sql","arguments":{}}}`,
+		"type confusion":         `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"execute_sql","arguments":{}},"Params":7}`,
+		"method in other case":   `{"jsonrpc":"2.0","id":10,"method":"tools/call","METHOD":"ping","params":{"name":"drop_table","arguments":{}}}`,
+	} {
+		lim.mu.Lock()
+		lim.tools = nil
+		lim.mu.Unlock()
+		before := len(f.sink.find(guard.Allowed, "tools/call"))
+		code, _ := send(body, 5*time.Second)
+		ran := f.sink.find(guard.Allowed, "tools/call")
+		if code != 200 || len(ran) != before+1 {
+			t.Fatalf("%s: status %d, %d new records", name, code, len(ran)-before)
+		}
+		lim.mu.Lock()
+		if !slices.Contains(lim.tools, ran[len(ran)-1].Target) {
+			t.Errorf("%s: ran %q but the limiter was charged for %q", name, ran[len(ran)-1].Target, lim.tools)
+		}
+		lim.mu.Unlock()
+	}
+}
+
+func TestSubscriptionsListenIsAuthorized(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	send := rawSession(t, f.url, "view-key")
+	_, body := send(`{"jsonrpc":"2.0","id":9,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///secret.txt"]}}}`, 3*time.Second)
+	if !strings.Contains(body, "-32003") || !strings.Contains(body, "ACCESS DENIED") {
+		t.Fatalf("viewer subscribed to a resource it may not read: %.300s", body)
+	}
+	recs := f.sink.find(guard.Denied, "subscriptions/listen")
+	if len(recs) != 1 || recs[0].Target != "file:///secret.txt" {
+		t.Fatalf("listen denial not audited: %+v", recs)
+	}
+}
+
+func TestTargetBounds(t *testing.T) {
+	f := newHTTPFixture(t, func(g *guard.Guard) {
+		g.Authenticator = keyAuth{"pub-key": {Subject: "pat", Permissions: []string{"resources:read:file:///*"}}}
+	})
+	ctx := context.Background()
+	cs, err := mcptest.Connect(t, f.url, mcptest.Bearer("pub-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///secret.txt"}); err != nil {
+		t.Fatalf("granted read refused: %v", err)
+	}
+	for _, uri := range []string{"file:///pub/../secret.txt", "file:///pub/%2e%2e/secret.txt", "file:///" + strings.Repeat("a", 2000)} {
+		if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); err == nil || !strings.Contains(err.Error(), "ACCESS DENIED") {
+			t.Errorf("read %.40q: %v, want ACCESS DENIED", uri, err)
+		}
+	}
+	for _, r := range f.sink.find(guard.Denied, "resources/read") {
+		if len(r.Target) > 1100 {
+			t.Fatalf("audit target not bounded: %d bytes", len(r.Target))
+		}
+	}
+	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.sink.find(guard.Allowed, "logging/setLevel")) != 1 {
+		t.Fatal("logging/setLevel not audited")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 // HTTPOptions configure HTTPMiddleware.
@@ -55,29 +56,51 @@ func SecurityHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// envelope is the part of a JSON-RPC message the HTTP stage needs: enough to
-// rate-limit per tool before the MCP server parses the message in full.
+// envelope is what the HTTP stage needs of a JSON-RPC message: its method
+// and, for tools/call, the tool name, so that it can rate-limit per tool and
+// answer 429 before the MCP server runs anything.
 type envelope struct {
-	Method string `json:"method"`
-	Params struct {
-		Name string `json:"name"`
-	} `json:"params"`
+	method string
+	tool   string
 }
 
-func parseEnvelopes(body []byte) []envelope {
+// Reasons a POST body is refused before it reaches the MCP server.
+var (
+	errBatch     = errors.New("JSON-RPC batches are not supported: send one message per request")
+	errMalformed = errors.New("the body is not a single valid JSON-RPC message")
+)
+
+// parseEnvelope reads the message in a POST body with go-sdk's own JSON-RPC
+// decoder, so that the method charged here is the method the server runs.
+// Anything go-sdk might read differently from encoding/json (trailing data,
+// batches) is refused, and MCPMiddleware re-checks the tool name.
+func parseEnvelope(body []byte) (envelope, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) > 0 && body[0] == '[' {
-		var batch []envelope
-		if json.Unmarshal(body, &batch) == nil {
-			return batch
+		return envelope{}, errBatch
+	}
+	if !json.Valid(body) {
+		return envelope{}, errMalformed
+	}
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		return envelope{}, errMalformed
+	}
+	req, ok := msg.(*jsonrpc.Request)
+	if !ok {
+		return envelope{}, nil // a response to a server request
+	}
+	e := envelope{method: req.Method}
+	if req.Method == "tools/call" || req.Method == "prompts/get" {
+		var params struct {
+			Name string `json:"name"`
 		}
-		return nil
+		if err := json.Unmarshal(req.Params, &params); err != nil {
+			return envelope{}, errMalformed
+		}
+		e.tool = params.Name
 	}
-	var one envelope
-	if json.Unmarshal(body, &one) == nil {
-		return []envelope{one}
-	}
-	return nil
+	return e, nil
 }
 
 // HTTPMiddleware returns middleware for the streamable-HTTP MCP endpoint. It
@@ -149,17 +172,19 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 					writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", maxBody))
 					return
 				}
+				rec.Decision, rec.Reason = Denied, "request body not received in time"
+				g.record(ctx, rec, c)
 				writeError(w, http.StatusBadRequest, "invalid_request", "could not read the request body in time")
 				return
 			}
 			_ = rc.SetReadDeadline(time.Time{})
 		}
-		msgs := parseEnvelopes(body)
-		if len(msgs) == 1 {
-			rec.Method = msgs[0].Method
-			if msgs[0].Method == "tools/call" || msgs[0].Method == "prompts/get" {
-				rec.Target = sanitize(msgs[0].Params.Name, 200)
-			}
+		var env envelope
+		var parseErr error
+		if r.Method == http.MethodPost {
+			env, parseErr = parseEnvelope(body)
+			rec.Method = env.method
+			rec.Target = sanitize(env.tool, maxTarget)
 		}
 
 		p, ok := g.authenticateHTTP(w, r, c, rec)
@@ -168,11 +193,18 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 		}
 		c.principal = p
 
-		if len(msgs) == 0 {
-			msgs = []envelope{{}} // GET, DELETE or unparsable body: one request
+		if parseErr != nil {
+			rec.Decision, rec.Reason = Denied, parseErr.Error()
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusBadRequest, "invalid_request", parseErr.Error())
+			return
+		}
+		tool := ""
+		if env.method == "tools/call" {
+			tool = env.tool
 		}
 		lctx, endLimit := g.stage(ctx, StageRateLimit)
-		refused, res, err := g.limitMessages(lctx, p, msgs)
+		res, err := g.limit(lctx, p, tool)
 		endLimit()
 		if err != nil {
 			rec.Decision, rec.Reason = Failed, err.Error()
@@ -180,19 +212,14 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "rate limiting is temporarily unavailable; try again later")
 			return
 		}
-		if refused != nil {
+		if !res.Allowed {
 			rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
-			if refused.Method != "" {
-				rec.Method, rec.Target = refused.Method, ""
-				if refused.Method == "tools/call" {
-					rec.Target = sanitize(refused.Params.Name, 200)
-				}
-			}
 			g.record(ctx, rec, c)
 			w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(res.RetryAfter)))
 			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
 			return
 		}
+		c.charge(tool)
 
 		r2 := r.Clone(context.WithValue(ctx, callerKey{}, c))
 		r2.Header.Del("X-API-Key")
@@ -281,25 +308,6 @@ func (g *Guard) RequirePrincipal(name string, allow func(*Principal) bool, next 
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// limitMessages charges every message of a request to the limiter and
-// returns the first one refused, if any.
-func (g *Guard) limitMessages(ctx context.Context, p *Principal, msgs []envelope) (*envelope, LimitResult, error) {
-	for i := range msgs {
-		tool := ""
-		if msgs[i].Method == "tools/call" {
-			tool = msgs[i].Params.Name
-		}
-		res, err := g.limit(ctx, p, tool)
-		if err != nil {
-			return nil, res, err
-		}
-		if !res.Allowed {
-			return &msgs[i], res, nil
-		}
-	}
-	return nil, LimitResult{Allowed: true}, nil
 }
 
 type callerKey struct{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ func isHandshake(method string) bool {
 // connection itself, not a tool, resource or prompt.
 func isSessionMethod(method string) bool {
 	switch method {
-	case "initialize", "ping", "server/discover", "logging/setLevel", "subscriptions/listen":
+	case "initialize", "ping", "server/discover", "logging/setLevel":
 		return true
 	}
 	return strings.HasPrefix(method, "notifications/")
@@ -89,7 +90,7 @@ func sessionID(req mcp.Request) string {
 func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.Request, opts MCPOptions) (*caller, error) {
 	start := g.now()
 	c := &caller{requestID: newRequestID(), transport: opts.Transport}
-	rec := &Record{Time: start, Method: method, Target: targetOf(method, req), SessionID: sessionID(req)}
+	rec := &Record{Time: start, Method: method, Target: truncate(targetOf(method, req), maxTarget), SessionID: sessionID(req)}
 	if opts.Credential == nil || opts.Credential.Secret == "" {
 		rec.Decision, rec.Reason = AuthFailed, "no credentials"
 		g.record(ctx, rec, c)
@@ -111,23 +112,15 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 	c.principal = p
 	tool := ""
 	if method == "tools/call" {
-		tool = rec.Target
+		tool = targetOf(method, req)
 	}
 	lctx, endLimit := g.stage(ctx, StageRateLimit)
 	res, err := g.limit(lctx, p, tool)
 	endLimit()
-	if err != nil {
-		rec.Decision, rec.Reason = Failed, err.Error()
-		g.record(ctx, rec, c)
-		return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: "rate limiting is temporarily unavailable; try again later"}
+	if err != nil || !res.Allowed {
+		return nil, g.refuseLimit(ctx, rec, c, res, err)
 	}
-	if !res.Allowed {
-		rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
-		if err := g.record(ctx, rec, c); err != nil {
-			return nil, auditUnavailable()
-		}
-		return nil, rateLimitError(res, g.now())
-	}
+	c.charge(tool)
 	return c, nil
 }
 
@@ -221,12 +214,17 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 	}
 
 	if isSessionMethod(method) {
-		if method != "initialize" && method != "server/discover" {
-			return next(ctx, method, req) // not worth an audit record each
+		if method == "ping" || strings.HasPrefix(method, "notifications/") {
+			// Liveness and client notifications grant nothing: no decision
+			// to record.
+			return next(ctx, method, req)
 		}
 		res, err := g.execute(ctx, method, req, next)
 		rec.Reason = "session method"
 		return g.finish(ctx, rec, c, start, res, err)
+	}
+	if method == "subscriptions/listen" {
+		return g.authorizeListen(ctx, req, c, rec, next)
 	}
 
 	a, ok := actionOf(method, req)
@@ -237,13 +235,22 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 		}
 		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: "method not permitted by mcpguard"}
 	}
-	rec.Target = a.Target
+	rec.Target = truncate(a.Target, maxTarget)
 	if params, ok := req.GetParams().(*mcp.CallToolParamsRaw); ok {
 		rec.ArgsDigest, rec.Args = g.summarizeArgs(params.Arguments)
 	}
-	actx, endAuthz := g.stage(ctx, StageAuthorize)
-	d := g.Authorizer.Authorize(actx, p, a)
-	endAuthz()
+	// The tool that runs must be the tool the rate limiter was charged for.
+	// HTTPMiddleware charges on its own reading of the body; should go-sdk
+	// have read the message differently, charge again for the real tool.
+	if method == "tools/call" && !c.spendCharge(a.Target) {
+		lctx, endLimit := g.stage(ctx, StageRateLimit)
+		res, err := g.limit(lctx, p, a.Target)
+		endLimit()
+		if err != nil || !res.Allowed {
+			return nil, g.refuseLimit(ctx, rec, c, res, err)
+		}
+	}
+	d := g.decide(ctx, p, a)
 	rec.Reason, rec.Policies = d.Reason, d.Policies
 	if !d.Allowed {
 		rec.Decision, rec.RequiredRoles = Denied, roleList(d.RequiredRoles)
@@ -259,6 +266,84 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 	}
 	res, err := g.execute(ctx, method, req, next)
 	return g.finish(ctx, rec, c, start, res, err)
+}
+
+// decide is the authorize stage for one action: input bounds first, then
+// the Authorizer.
+func (g *Guard) decide(ctx context.Context, p *Principal, a Action) Decision {
+	if reason := checkTarget(a); reason != "" {
+		return Decision{Reason: reason, Policies: []string{"input-bounds"}}
+	}
+	actx, endAuthz := g.stage(ctx, StageAuthorize)
+	defer endAuthz()
+	return g.Authorizer.Authorize(actx, p, a)
+}
+
+// checkTarget refuses targets that no rule should be asked about: overlong
+// ones, and resource URIs with a ".." path segment, which a glob such as
+// "resources:read:file:///public/*" would otherwise match while naming a
+// file outside /public.
+func checkTarget(a Action) string {
+	if len(a.Target) > maxTarget {
+		return fmt.Sprintf("target longer than %d bytes", maxTarget)
+	}
+	if a.Method == "resources/read" && hasDotDotSegment(a.Target) {
+		return `resource URI with a ".." path segment`
+	}
+	return ""
+}
+
+func hasDotDotSegment(uri string) bool {
+	if u, err := url.PathUnescape(uri); err == nil {
+		uri = u
+	}
+	for _, seg := range strings.FieldsFunc(uri, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseLimit records a rate-limit refusal (or limiter failure) found in
+// the MCP stage and returns the JSON-RPC error for it.
+func (g *Guard) refuseLimit(ctx context.Context, rec *Record, c *caller, res LimitResult, err error) error {
+	if err != nil {
+		rec.Decision, rec.Reason = Failed, err.Error()
+		g.record(ctx, rec, c)
+		return &jsonrpc.Error{Code: CodeUnavailable, Message: "rate limiting is temporarily unavailable; try again later"}
+	}
+	rec.Decision, rec.Reason = RateLimited, rateLimitedReason(res)
+	if err := g.record(ctx, rec, c); err != nil {
+		return auditUnavailable()
+	}
+	return rateLimitError(res, g.now())
+}
+
+// authorizeListen decides subscriptions/listen: every resource it subscribes
+// to must be readable, as for resources/subscribe. The decision is recorded
+// before the (long-lived) stream starts.
+func (g *Guard) authorizeListen(ctx context.Context, req mcp.Request, c *caller, rec *Record, next mcp.MethodHandler) (mcp.Result, error) {
+	var uris []string
+	if p, ok := req.GetParams().(*mcp.SubscriptionsListenParams); ok && p.Notifications != nil {
+		uris = p.Notifications.ResourceSubscriptions
+	}
+	for _, uri := range uris {
+		a := Action{Method: "resources/read", Target: uri}
+		if d := g.decide(ctx, c.principal, a); !d.Allowed {
+			rec.Target = truncate(uri, maxTarget)
+			rec.Decision, rec.Reason, rec.Policies, rec.RequiredRoles = Denied, d.Reason, d.Policies, roleList(d.RequiredRoles)
+			if err := g.record(ctx, rec, c); err != nil {
+				return nil, auditUnavailable()
+			}
+			return nil, &jsonrpc.Error{Code: CodeForbidden, Message: AccessDeniedText("Resource", uri, d, g.heldRoles(c.principal))}
+		}
+	}
+	rec.Decision, rec.Reason = Allowed, fmt.Sprintf("%d resource subscriptions authorized", len(uris))
+	if err := g.record(ctx, rec, c); err != nil {
+		return nil, auditUnavailable()
+	}
+	return g.execute(ctx, "subscriptions/listen", req, next)
 }
 
 // errAuditNotReady is returned when the audit sink reports that it cannot

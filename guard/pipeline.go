@@ -11,6 +11,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpguard/mcpguard/internal/safetext"
@@ -81,7 +82,30 @@ type caller struct {
 	clientAddr string
 	requestID  string
 	transport  string
+
+	// chargedTool is the tool the rate limiter was charged for, and
+	// charged says that charge has not been used yet. MCPMiddleware uses
+	// it to make sure the tool that runs is the tool that was paid for.
+	chargedTool string
+	charged     atomic.Bool
 }
+
+// charge notes that the limiter was charged for one request to tool ("" for
+// a request that is not a tools/call).
+func (c *caller) charge(tool string) {
+	c.chargedTool = tool
+	c.charged.Store(true)
+}
+
+// spendCharge reports whether the limiter was charged for tool and not yet
+// spent, and spends it.
+func (c *caller) spendCharge(tool string) bool {
+	return c.chargedTool == tool && c.charged.CompareAndSwap(true, false)
+}
+
+// maxTarget bounds a tool name, resource URI or prompt name: longer ones are
+// refused before authorization and cut in audit records.
+const maxTarget = 1024
 
 func newRequestID() string {
 	var b [12]byte

@@ -1,5 +1,5 @@
-// Package store defines mcpguard's persistent state: API keys and revoked
-// token ids. Backends live in subpackages (store/sqlite); every backend must
+// Package store defines mcpguard's persistent state: API keys, revoked
+// token ids and audit records. Backends live in subpackages (store/sqlite); every backend must
 // pass the conformance suite in store/storetest.
 //
 // The interface lives here rather than in package guard because the pipeline
@@ -11,7 +11,11 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/mcpguard/mcpguard/guard"
 )
 
 // ErrNotFound is returned when a looked-up record does not exist.
@@ -73,6 +77,129 @@ type Store interface {
 	// TokenRevoked reports whether jti is on the revocation list.
 	TokenRevoked(ctx context.Context, jti string) (bool, error)
 
+	// AppendAudit stores a batch of audit records in one transaction: all
+	// of them or none. Every record must pass [ValidateAuditRecord]; a batch
+	// longer than [MaxAuditBatch] is refused. A record read back by
+	// QueryAudit equals the record appended, field for field (Args as
+	// decoded from JSON).
+	AppendAudit(ctx context.Context, recs []guard.Record) error
+	// QueryAudit returns the records matching q, newest first (records with
+	// the same time: the last appended first), at most q's effective limit
+	// (see [AuditQuery.EffectiveLimit]). A query that fails
+	// [AuditQuery.Validate] is refused with an error wrapping
+	// ErrInvalidQuery.
+	QueryAudit(ctx context.Context, q AuditQuery) ([]guard.Record, error)
+
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Audit storage bounds.
+const (
+	// DefaultAuditLimit is the number of records a query with Limit 0
+	// returns at most.
+	DefaultAuditLimit = 100
+	// MaxAuditLimit bounds AuditQuery.Limit.
+	MaxAuditLimit = 10_000
+	// MaxAuditBatch bounds the records of one AppendAudit call.
+	MaxAuditBatch = 10_000
+	// MaxAuditRecordBytes bounds one record's JSON encoding.
+	MaxAuditRecordBytes = 1 << 20
+	// MaxAuditFilterBytes bounds each string filter of an AuditQuery.
+	MaxAuditFilterBytes = 1024
+)
+
+// ErrInvalidQuery marks an AuditQuery that fails validation.
+var ErrInvalidQuery = errors.New("invalid audit query")
+
+// ErrInvalidRecord marks an audit record a store refuses to append.
+var ErrInvalidRecord = errors.New("invalid audit record")
+
+// AuditQuery selects audit records. Its zero value selects the newest
+// [DefaultAuditLimit] records.
+type AuditQuery struct {
+	// Since, when set, selects records at or after it.
+	Since time.Time
+	// Until, when set, selects records strictly before it.
+	Until time.Time
+	// Decision, when set, selects records with that decision, ignoring case
+	// ("denied" selects DENIED). It must be one of the guard outcomes.
+	Decision string
+	// User, when set, selects records whose user (principal subject) is
+	// exactly User.
+	User string
+	// Tool, when set, selects calls of that tool: records whose target is
+	// exactly Tool and whose method is tools/call or unknown (empty), as
+	// audit.Filter does.
+	Tool string
+	// Limit is the maximum number of records returned: 0 means
+	// [DefaultAuditLimit]; it may not exceed [MaxAuditLimit].
+	Limit int
+}
+
+// outcomes are the decisions an AuditQuery may select.
+var outcomes = []guard.Outcome{guard.Allowed, guard.Denied, guard.AuthFailed, guard.RateLimited, guard.Failed}
+
+// Validate reports whether q is a query a store accepts. Its errors wrap
+// ErrInvalidQuery.
+func (q AuditQuery) Validate() error {
+	if q.Limit < 0 || q.Limit > MaxAuditLimit {
+		return fmt.Errorf("%w: limit %d out of range [0, %d]", ErrInvalidQuery, q.Limit, MaxAuditLimit)
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return fmt.Errorf("%w: since (%s) is not before until (%s)", ErrInvalidQuery,
+			q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
+	}
+	if (!q.Since.IsZero() && !representable(q.Since)) || (!q.Until.IsZero() && !representable(q.Until)) {
+		return fmt.Errorf("%w: since or until is out of the supported time range", ErrInvalidQuery)
+	}
+	if len(q.Decision) > MaxAuditFilterBytes || len(q.User) > MaxAuditFilterBytes || len(q.Tool) > MaxAuditFilterBytes {
+		return fmt.Errorf("%w: a decision, user or tool filter is longer than %d bytes", ErrInvalidQuery, MaxAuditFilterBytes)
+	}
+	if q.Decision != "" && q.NormalizedDecision() == "" {
+		return fmt.Errorf("%w: unknown decision (want one of ALLOWED, DENIED, AUTH_FAILED, RATE_LIMITED, ERROR)", ErrInvalidQuery)
+	}
+	return nil
+}
+
+// NormalizedDecision returns the guard outcome q.Decision names, ignoring
+// case, or "" when q.Decision is empty or names none.
+func (q AuditQuery) NormalizedDecision() guard.Outcome {
+	for _, o := range outcomes {
+		if strings.EqualFold(q.Decision, string(o)) {
+			return o
+		}
+	}
+	return ""
+}
+
+// EffectiveLimit is the number of records q returns at most: Limit, or
+// [DefaultAuditLimit] when Limit is 0. Call it on a validated query.
+func (q AuditQuery) EffectiveLimit() int {
+	if q.Limit <= 0 {
+		return DefaultAuditLimit
+	}
+	return min(q.Limit, MaxAuditLimit)
+}
+
+// ValidateAuditRecord reports whether a store accepts r: it needs a time
+// (representable as int64 nanoseconds since 1970, the range of
+// time.Time.UnixNano) and a decision. Its errors wrap ErrInvalidRecord.
+// Size is checked by the backend on the encoded record.
+func ValidateAuditRecord(r *guard.Record) error {
+	switch {
+	case r.Time.IsZero():
+		return fmt.Errorf("%w: no time", ErrInvalidRecord)
+	case !representable(r.Time):
+		return fmt.Errorf("%w: time out of the supported range", ErrInvalidRecord)
+	case r.Decision == "":
+		return fmt.Errorf("%w: no decision", ErrInvalidRecord)
+	}
+	return nil
+}
+
+// representable reports whether t survives a round trip through
+// time.Time.UnixNano.
+func representable(t time.Time) bool {
+	return time.Unix(0, t.UnixNano()).Equal(t)
 }

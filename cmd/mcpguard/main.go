@@ -23,6 +23,7 @@ import (
 	"github.com/mcpguard/mcpguard/audit"
 	"github.com/mcpguard/mcpguard/internal/app"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/store"
 	"github.com/spf13/cobra"
 )
 
@@ -231,7 +232,40 @@ func auditCmd(g *globals) *cobra.Command {
 	tail.Flags().IntVarP(&n, "lines", "n", 20, "how many records to show")
 	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
 	tail.Flags().StringVar(&file, "file", "", "audit log file (default: audit.log from the configuration)")
-	cmd.AddCommand(tail)
+	var q store.AuditQuery
+	var qSince, qUntil time.Duration
+	var format string
+	query := &cobra.Command{
+		Use:   "query",
+		Short: "Query audit records in the store (the newest N matching, printed oldest first)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if qSince < 0 || qUntil < 0 {
+				return errors.New("--since and --until take positive durations, e.g. 1h")
+			}
+			now := time.Now()
+			if qSince > 0 {
+				q.Since = now.Add(-qSince)
+			}
+			if qUntil > 0 {
+				q.Until = now.Add(-qUntil)
+			}
+			return app.AuditQuery(c.Context(), c.OutOrStdout(), cfg.DataDir, q, format)
+		},
+	}
+	qf := query.Flags()
+	qf.DurationVar(&qSince, "since", 0, "only records newer than this, e.g. 1h")
+	qf.DurationVar(&qUntil, "until", 0, "only records older than this, e.g. 10m")
+	qf.StringVar(&q.Decision, "decision", "", "only this decision: ALLOWED, DENIED, AUTH_FAILED, RATE_LIMITED, ERROR")
+	qf.StringVar(&q.User, "user", "", "only this user")
+	qf.StringVar(&q.Tool, "tool", "", "only this tool (target)")
+	qf.IntVarP(&q.Limit, "limit", "n", store.DefaultAuditLimit, "at most this many records (max 10000)")
+	qf.StringVar(&format, "format", app.AuditFormatTable, "table, or json (JSON Lines, one record per line, for SIEM ingestion)")
+	cmd.AddCommand(tail, query)
 	return cmd
 }
 

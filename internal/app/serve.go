@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpguard/mcpguard/admin"
 	"github.com/mcpguard/mcpguard/audit"
+	"github.com/mcpguard/mcpguard/auditstore"
 	"github.com/mcpguard/mcpguard/authn"
 	"github.com/mcpguard/mcpguard/authn/apikey"
 	"github.com/mcpguard/mcpguard/authn/jwt"
@@ -104,7 +107,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer sink.Close()
-	g.Audit = sink
+	// Every record goes to the log file and to the store, where
+	// `mcpguard audit query` and the admin page read it.
+	g.Audit = auditstore.Tee(sink, auditstore.NewSink(st))
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
 	transport := "http"
@@ -175,7 +180,10 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if cfg.Tracing.Enabled {
 		ok("Tracing to %s", cfg.Tracing.File)
 	}
-	return serveHTTP(ctx, cfg, g, rbac, obs, server, o, logger)
+	if cfg.Admin.Enabled {
+		ok("Admin page at /admin/ for roles %s", strings.Join(cfg.Admin.Roles, ", "))
+	}
+	return serveHTTP(ctx, cfg, st, g, rbac, obs, server, o, logger)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -193,7 +201,7 @@ func stdioCredential(env func(string) (string, bool)) *guard.Credential {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Logger:              logger,
 		SessionTimeout:      cfg.Server.SessionTimeout,
@@ -211,6 +219,13 @@ func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, rbac *au
 			}
 			defer stop()
 		}
+	}
+	if cfg.Admin.Enabled {
+		h, err := adminHandler(cfg, st, g, logger)
+		if err != nil {
+			return err
+		}
+		mux.Handle("/admin/", h)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		guard.SecurityHeaders(w.Header())
@@ -250,6 +265,24 @@ func serveHTTP(ctx context.Context, cfg *config.Config, g *guard.Guard, rbac *au
 		srv.Close()
 	}
 	return nil
+}
+
+// adminHandler builds the read-only admin page. Its session key is random
+// per process: restarting mcpguard signs everyone out.
+func adminHandler(cfg *config.Config, st store.Store, g *guard.Guard, logger *slog.Logger) (http.Handler, error) {
+	key := make([]byte, admin.SessionKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("admin session key: %w", err)
+	}
+	inherits := map[string][]string{}
+	for name, r := range cfg.Roles {
+		inherits[name] = r.Inherits
+	}
+	return admin.New(admin.Options{
+		Store: st, Authenticator: g.Authenticator, Authorizer: g.Authorizer,
+		AllowedRoles: cfg.Admin.Roles, Inherits: inherits,
+		SessionKey: key, Audit: g.Audit, Logger: logger,
+	})
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -37,6 +38,23 @@ var migrations = []string{
 		jti        TEXT PRIMARY KEY,
 		expires_at INTEGER NOT NULL
 	);`,
+	// Audit records: the record itself as JSON, so that it round-trips in
+	// full, plus the columns queries filter and sort on. seq orders records
+	// appended in the same nanosecond; AUTOINCREMENT keeps it increasing
+	// even after old rows are deleted.
+	`CREATE TABLE audit_records (
+		seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+		ts       INTEGER NOT NULL,
+		decision TEXT NOT NULL,
+		subject  TEXT NOT NULL DEFAULT '',
+		method   TEXT NOT NULL DEFAULT '',
+		target   TEXT NOT NULL DEFAULT '',
+		record   TEXT NOT NULL
+	);
+	CREATE INDEX audit_records_ts ON audit_records (ts, seq);
+	CREATE INDEX audit_records_decision ON audit_records (decision, ts, seq);
+	CREATE INDEX audit_records_subject ON audit_records (subject, ts, seq);
+	CREATE INDEX audit_records_target ON audit_records (target, ts, seq);`,
 }
 
 // Store is a store.Store on a SQLite file.
@@ -257,7 +275,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time)
 func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
-			ON CONFLICT(jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`, jti, unixNano(expiresAt)); err != nil {
+			ON CONFLICT(jti) DO UPDATE SET expires_at = CASE WHEN expires_at = 0 OR excluded.expires_at = 0 THEN 0 ELSE MAX(expires_at, excluded.expires_at) END`, jti, unixNano(expiresAt)); err != nil {
 			return fmt.Errorf("store: revoke token: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at != 0 AND expires_at < ?`, time.Now().Add(-24*time.Hour).UnixNano()); err != nil {
@@ -274,4 +292,100 @@ func (s *Store) TokenRevoked(ctx context.Context, jti string) (bool, error) {
 		return false, fmt.Errorf("store: token revoked: %w", err)
 	}
 	return n > 0, nil
+}
+
+// AppendAudit implements store.Store.
+func (s *Store) AppendAudit(ctx context.Context, recs []guard.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if len(recs) > store.MaxAuditBatch {
+		return fmt.Errorf("store: append audit: batch of %d records exceeds %d", len(recs), store.MaxAuditBatch)
+	}
+	// Encode before the transaction, so that a bad record fails the batch
+	// without holding the write lock.
+	encoded := make([][]byte, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		if err := store.ValidateAuditRecord(r); err != nil {
+			return fmt.Errorf("store: append audit record %d: %w", i, err)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("store: append audit record %d: %w: %w", i, store.ErrInvalidRecord, err)
+		}
+		if len(b) > store.MaxAuditRecordBytes {
+			return fmt.Errorf("store: append audit record %d: %w: %d bytes encoded exceeds %d", i, store.ErrInvalidRecord, len(b), store.MaxAuditRecordBytes)
+		}
+		encoded[i] = b
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_records (ts, decision, subject, method, target, record) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("store: append audit: %w", err)
+		}
+		defer stmt.Close()
+		for i := range recs {
+			r := &recs[i]
+			if _, err := stmt.ExecContext(ctx, r.Time.UnixNano(), string(r.Decision), r.Subject, r.Method, r.Target, string(encoded[i])); err != nil {
+				return fmt.Errorf("store: append audit record %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+}
+
+// QueryAudit implements store.Store.
+func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) ([]guard.Record, error) {
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("store: query audit: %w", err)
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if !q.Since.IsZero() {
+		where, args = append(where, "ts >= ?"), append(args, q.Since.UnixNano())
+	}
+	if !q.Until.IsZero() {
+		where, args = append(where, "ts < ?"), append(args, q.Until.UnixNano())
+	}
+	if q.Decision != "" {
+		where, args = append(where, "decision = ?"), append(args, string(q.NormalizedDecision()))
+	}
+	if q.User != "" {
+		where, args = append(where, "subject = ?"), append(args, q.User)
+	}
+	if q.Tool != "" {
+		where, args = append(where, "target = ? AND method IN ('tools/call', '')"), append(args, q.Tool)
+	}
+	query := `SELECT record FROM audit_records`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY ts DESC, seq DESC LIMIT ?`
+	limit := q.EffectiveLimit()
+	args = append(args, limit)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: query audit: %w", err)
+	}
+	defer rows.Close()
+	recs := make([]guard.Record, 0, min(limit, 256))
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("store: query audit: %w", err)
+		}
+		var r guard.Record
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("store: query audit: corrupt record: %w", err)
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: query audit: %w", err)
+	}
+	return recs, nil
 }

@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/store"
 )
 
@@ -139,6 +141,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if revoked, _ := s.TokenRevoked(ctx, "jti-2"); revoked {
 			t.Fatal("unrelated jti reported revoked")
 		}
+		// A revocation without expiry is never shortened by a later timed
+		// one, nor purged.
+		if err := s.RevokeToken(ctx, "jti-forever", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeToken(ctx, "jti-forever", time.Now().Add(-48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeToken(ctx, "jti-other", time.Now()); err != nil { // triggers the purge
+			t.Fatal(err)
+		}
+		if revoked, err := s.TokenRevoked(ctx, "jti-forever"); err != nil || !revoked {
+			t.Fatalf("permanent revocation lost: %v, %v", revoked, err)
+		}
 	})
 
 	t.Run("ConcurrentCreates", func(t *testing.T) {
@@ -166,6 +182,285 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		if ok != 20 || exists != 20 {
 			t.Fatalf("created %d, duplicates %d; want 20 and 20", ok, exists)
+		}
+	})
+
+	runAudit(t, open)
+}
+
+// fullRecord returns an audit record with every field set.
+func fullRecord(ts time.Time) guard.Record {
+	return guard.Record{
+		Time:          ts,
+		RequestID:     "c6c7d2e1",
+		Subject:       "developer",
+		Issuer:        "mcpguard",
+		AuthMethod:    guard.MethodAPIKey,
+		KeyID:         "56e857ebcc2ad440",
+		Roles:         []string{"developer", "viewer"},
+		ClientAddr:    "127.0.0.1",
+		Transport:     "http",
+		SessionID:     "6OVZ",
+		Method:        "tools/call",
+		Target:        "delete_users",
+		Decision:      guard.Denied,
+		Reason:        "tool delete_users requires role admin <&>",
+		RequiredRoles: []string{"admin"},
+		Policies:      []string{"tool:delete_users"},
+		Duration:      41250 * time.Nanosecond,
+		ToolError:     true,
+		Error:         "upstream: \"quoted\"\nnewline",
+		ArgsDigest:    "9f1c0000000000000000000000000000000000000000000000000000000000ab",
+		Args: map[string]any{
+			"table":   "users",
+			"limit":   float64(10),
+			"dry_run": true,
+			"ids":     []any{float64(1), float64(2)},
+			"filter":  map[string]any{"name": "ünïcødé ☃"},
+			"none":    nil,
+		},
+	}
+}
+
+// sameRecord reports how got differs from want, or "" when they are equal:
+// the same instant and every other field deeply equal.
+func sameRecord(got, want guard.Record) string {
+	if !got.Time.Equal(want.Time) {
+		return fmt.Sprintf("Time = %v, want %v", got.Time, want.Time)
+	}
+	got.Time, want.Time = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("record = %+v, want %+v", got, want)
+	}
+	return ""
+}
+
+func targets(recs []guard.Record) []string {
+	out := make([]string, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.Target)
+	}
+	return out
+}
+
+// runAudit is the audit-record part of the conformance suite.
+func runAudit(t *testing.T, open func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+	t.Run("AuditRoundTrip", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		// A time in another zone must come back as the same instant.
+		want := fullRecord(base.In(time.FixedZone("UTC+5:30", 5*3600+1800)))
+		if err := s.AppendAudit(ctx, []guard.Record{want}); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+		got, err := s.QueryAudit(ctx, store.AuditQuery{})
+		if err != nil {
+			t.Fatalf("QueryAudit: %v", err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("QueryAudit returned %d records, want 1", len(got))
+		}
+		if diff := sameRecord(got[0], want); diff != "" {
+			t.Fatal(diff)
+		}
+		// A minimal record round-trips too, with its empty fields empty.
+		minimal := guard.Record{Time: base.Add(time.Second), Decision: guard.AuthFailed}
+		if err := s.AppendAudit(ctx, []guard.Record{minimal}); err != nil {
+			t.Fatalf("AppendAudit(minimal): %v", err)
+		}
+		got, err = s.QueryAudit(ctx, store.AuditQuery{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("QueryAudit returned %d records, want 1", len(got))
+		}
+		if diff := sameRecord(got[0], minimal); diff != "" {
+			t.Fatal(diff)
+		}
+	})
+
+	t.Run("AuditFilters", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		rec := func(min int, decision guard.Outcome, user, method, target string) guard.Record {
+			return guard.Record{Time: base.Add(time.Duration(min) * time.Minute), Decision: decision, Subject: user, Method: method, Target: target}
+		}
+		all := []guard.Record{
+			rec(0, guard.Allowed, "alice", "tools/call", "query"),
+			rec(1, guard.Denied, "bob", "tools/call", "drop_table"),
+			rec(2, guard.AuthFailed, "", "", "query"), // HTTP-level: method unknown
+			rec(3, guard.Allowed, "alice", "prompts/get", "query"),
+			rec(4, guard.RateLimited, "bob", "tools/call", "query"),
+			rec(5, guard.Failed, "alice", "tools/list", ""),
+		}
+		if err := s.AppendAudit(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			q    store.AuditQuery
+			min  []int // the records' minutes after base, newest first
+		}{
+			{"none", store.AuditQuery{}, []int{5, 4, 3, 2, 1, 0}},
+			{"since inclusive", store.AuditQuery{Since: base.Add(3 * time.Minute)}, []int{5, 4, 3}},
+			{"until exclusive", store.AuditQuery{Until: base.Add(2 * time.Minute)}, []int{1, 0}},
+			{"since and until", store.AuditQuery{Since: base.Add(time.Minute), Until: base.Add(4 * time.Minute)}, []int{3, 2, 1}},
+			{"decision", store.AuditQuery{Decision: "ALLOWED"}, []int{3, 0}},
+			{"decision ignores case", store.AuditQuery{Decision: "rate_limited"}, []int{4}},
+			{"decision ERROR", store.AuditQuery{Decision: "ERROR"}, []int{5}},
+			{"user", store.AuditQuery{User: "bob"}, []int{4, 1}},
+			{"user is exact", store.AuditQuery{User: "Bob"}, []int{}},
+			{"tool: tools/call or unknown method", store.AuditQuery{Tool: "query"}, []int{4, 2, 0}},
+			{"all filters", store.AuditQuery{Since: base, Until: base.Add(time.Hour), Decision: "allowed", User: "alice", Tool: "query"}, []int{0}},
+		} {
+			got, err := s.QueryAudit(ctx, tc.q)
+			if err != nil {
+				t.Fatalf("%s: QueryAudit: %v", tc.name, err)
+			}
+			var mins []int
+			for _, r := range got {
+				mins = append(mins, int(r.Time.Sub(base)/time.Minute))
+			}
+			if !slices.Equal(mins, tc.min) && len(mins)+len(tc.min) > 0 {
+				t.Errorf("%s: records at minutes %v, want %v", tc.name, mins, tc.min)
+			}
+		}
+	})
+
+	t.Run("AuditOrdering", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		// Appended out of time order, in two batches; two share a time.
+		first := []guard.Record{
+			{Time: base.Add(2 * time.Second), Decision: guard.Allowed, Target: "b"},
+			{Time: base, Decision: guard.Allowed, Target: "a"},
+		}
+		second := []guard.Record{
+			{Time: base.Add(3 * time.Second), Decision: guard.Allowed, Target: "d"},
+			{Time: base.Add(2 * time.Second), Decision: guard.Allowed, Target: "c"},
+		}
+		for _, batch := range [][]guard.Record{first, second} {
+			if err := s.AppendAudit(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.QueryAudit(ctx, store.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"d", "c", "b", "a"}; !slices.Equal(targets(got), want) {
+			t.Fatalf("order = %v, want newest first, ties last-appended first: %v", targets(got), want)
+		}
+	})
+
+	t.Run("AuditLimit", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		batch := make([]guard.Record, store.DefaultAuditLimit+20)
+		for i := range batch {
+			batch[i] = guard.Record{Time: base.Add(time.Duration(i) * time.Millisecond), Decision: guard.Allowed, Target: fmt.Sprint(i)}
+		}
+		if err := s.AppendAudit(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.QueryAudit(ctx, store.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != store.DefaultAuditLimit || got[0].Target != fmt.Sprint(len(batch)-1) {
+			t.Fatalf("default limit: %d records starting at %q, want the newest %d", len(got), got[0].Target, store.DefaultAuditLimit)
+		}
+		got, err = s.QueryAudit(ctx, store.AuditQuery{Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"119", "118", "117"}; !slices.Equal(targets(got), want) {
+			t.Fatalf("Limit 3: %v, want %v", targets(got), want)
+		}
+		got, err = s.QueryAudit(ctx, store.AuditQuery{Limit: store.MaxAuditLimit})
+		if err != nil || len(got) != len(batch) {
+			t.Fatalf("Limit MaxAuditLimit: %d records, %v; want all %d", len(got), err, len(batch))
+		}
+		for _, q := range []store.AuditQuery{
+			{Limit: store.MaxAuditLimit + 1},
+			{Limit: -1},
+			{Decision: "MAYBE"},
+			{Since: base.Add(time.Hour), Until: base},
+			{Since: base, Until: base},
+			{User: string(make([]byte, store.MaxAuditFilterBytes+1))},
+			{Since: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		} {
+			if _, err := s.QueryAudit(ctx, q); !errors.Is(err, store.ErrInvalidQuery) {
+				t.Errorf("QueryAudit(%+v) error = %v, want ErrInvalidQuery", q, err)
+			}
+		}
+	})
+
+	t.Run("AuditBatchAtomic", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		for _, bad := range []guard.Record{
+			{Decision: guard.Allowed}, // no time
+			{Time: base},              // no decision
+			{Time: base.AddDate(500, 0, 0), Decision: guard.Allowed},                                       // beyond int64 nanoseconds
+			{Time: base, Decision: guard.Allowed, Args: map[string]any{"c": make(chan int)}},               // not JSON
+			{Time: base, Decision: guard.Allowed, Reason: string(make([]byte, store.MaxAuditRecordBytes))}, // too large
+		} {
+			batch := []guard.Record{{Time: base, Decision: guard.Allowed, Target: "good"}, bad}
+			if err := s.AppendAudit(ctx, batch); !errors.Is(err, store.ErrInvalidRecord) {
+				t.Errorf("AppendAudit with a bad record: error = %v, want ErrInvalidRecord", err)
+			}
+		}
+		if err := s.AppendAudit(ctx, make([]guard.Record, store.MaxAuditBatch+1)); err == nil {
+			t.Error("AppendAudit accepted a batch longer than MaxAuditBatch")
+		}
+		if err := s.AppendAudit(ctx, nil); err != nil {
+			t.Errorf("AppendAudit(nil) = %v, want nil", err)
+		}
+		got, err := s.QueryAudit(ctx, store.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 {
+			t.Fatalf("refused batches stored %d records: %v", len(got), targets(got))
+		}
+	})
+
+	t.Run("AuditConcurrentAppends", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for i := range 20 {
+			wg.Go(func() {
+				errs <- s.AppendAudit(ctx, []guard.Record{
+					{Time: base.Add(time.Duration(i) * time.Second), Decision: guard.Allowed, Target: fmt.Sprint(i)},
+					{Time: base.Add(time.Duration(i) * time.Second), Decision: guard.Denied, Target: fmt.Sprint(i)},
+				})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent AppendAudit: %v", err)
+			}
+		}
+		got, err := s.QueryAudit(ctx, store.AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 40 {
+			t.Fatalf("stored %d records, want 40", len(got))
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].Time.After(got[i-1].Time) {
+				t.Fatalf("record %d (%v) is newer than record %d (%v)", i, got[i].Time, i-1, got[i-1].Time)
+			}
 		}
 	})
 }

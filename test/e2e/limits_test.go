@@ -141,6 +141,28 @@ func TestAuditNoSecrets(t *testing.T) {
 	if err != nil || strings.Count(out, "AUTH_FAILED") != 2 {
 		t.Fatalf("audit tail --decision AUTH_FAILED: %v\n%s", err, out)
 	}
+	// The same records are in the store, for audit query (JSON Lines).
+	out, err = run(t, dir, nil, "audit", "query", "--decision", "DENIED", "--tool", "drop_table", "--format", "json")
+	if err != nil {
+		t.Fatalf("audit query: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var got map[string]any
+	if len(lines) != 1 || jsonUnmarshal([]byte(lines[0]), &got) != nil || got["user"] != forged || got["target"] != "drop_table" {
+		t.Fatalf("audit query output:\n%s", out)
+	}
+	if strings.Contains(out, secretArg) || strings.Contains(out, eveKey[21:]) {
+		t.Fatal("audit query output contains a secret")
+	}
+	// The admin page asks a browser to sign in.
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(strings.TrimSuffix(s.url, "/mcp") + "/admin/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 3 || !strings.Contains(resp.Header.Get("Location"), "/admin/login") {
+		t.Fatalf("GET /admin/ without a session: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -102,7 +102,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	if bytes.Count(line, []byte{'\n'}) != 1 || line[len(line)-1] != '\n' {
 		t.Fatalf("want exactly one terminated line, got %q", line)
 	}
-	if got, tags := lineKeys(t, line), recordTags(); !reflect.DeepEqual(got, tags) {
+	if got, tags := lineKeys(t, line), append(recordTags(), "seq", "prev"); !reflect.DeepEqual(got, tags) {
 		t.Fatalf("keys = %v\nwant   %v", got, tags)
 	}
 	if !bytes.HasPrefix(line, []byte(`{"ts":"2025-03-04T05:06:07.123456789Z",`)) {
@@ -157,10 +157,11 @@ func TestRecordFormat(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
 			l := New(&buf)
-			l.now = func() time.Time { return now }
+			l.opts.Now = func() time.Time { return now }
 			record(t, l, &tt.rec)
-			if got := strings.TrimSuffix(buf.String(), "\n"); got != tt.want {
-				t.Errorf("got  %s\nwant %s", got, tt.want)
+			want := strings.TrimSuffix(tt.want, "}") + `,"seq":1,"prev":"` + strings.Repeat("0", 64) + `"}`
+			if got := strings.TrimSuffix(buf.String(), "\n"); got != want {
+				t.Errorf("got  %s\nwant %s", got, want)
 			}
 		})
 	}
@@ -382,9 +383,14 @@ func TestOpenFile(t *testing.T) {
 	}
 	record(t, l, fullRecord())
 	_ = l.Close()
+	// The torn line was cut and a recovery line written instead.
 	recs, skipped, err := ReadLastSkipped(path, 10, Filter{})
-	if err != nil || len(recs) != 2 || skipped != 1 {
-		t.Fatalf("after torn line: %d records, %d skipped, %v; want 2, 1", len(recs), skipped, err)
+	if err != nil || len(recs) != 2 || skipped != 0 {
+		t.Fatalf("after torn line: %d records, %d skipped, %v; want 2, 0", len(recs), skipped, err)
+	}
+	rep, err := Verify([]string{path}, nil, nil)
+	if err != nil || rep.Records != 2 || rep.Recoveries != 1 {
+		t.Fatalf("Verify after repair: %+v, %v", rep, err)
 	}
 
 	if _, err := OpenFile(filepath.Join(dir, "missing", "a.log")); err == nil {

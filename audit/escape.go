@@ -26,11 +26,27 @@ type escapeWriter struct {
 const maxKeptBuf = 64 << 10
 
 func (e *escapeWriter) Write(p []byte) (int, error) {
-	i := firstUnsafe(p)
-	if i < 0 {
+	if firstUnsafe(p) < 0 {
 		return e.w.Write(p)
 	}
-	b := append(e.buf[:0], p[:i]...)
+	b := appendEscaped(e.buf[:0], p)
+	if cap(b) <= maxKeptBuf {
+		e.buf = b
+	}
+	if _, err := e.w.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// appendEscaped appends JSON text p to dst with the characters listed on
+// [escapeWriter] replaced by their \u escapes.
+func appendEscaped(dst, p []byte) []byte {
+	i := firstUnsafe(p)
+	if i < 0 {
+		return append(dst, p...)
+	}
+	b := append(dst, p[:i]...)
 	for i < len(p) {
 		c := p[i]
 		if c < utf8.RuneSelf {
@@ -50,13 +66,7 @@ func (e *escapeWriter) Write(p []byte) (int, error) {
 		}
 		i += size
 	}
-	if cap(b) <= maxKeptBuf {
-		e.buf = b
-	}
-	if _, err := e.w.Write(b); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return b
 }
 
 // firstUnsafe returns the index of the first byte that may start a character

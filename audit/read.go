@@ -62,8 +62,9 @@ func (f Filter) Match(r *guard.Record) bool {
 // ReadLast returns the last n records of the log at path that match f,
 // oldest first. It reads the file backwards in chunks and stops once it has
 // n matches, so its cost depends on n and on how far back they are, not on
-// the size of the log. Malformed lines are skipped; [ReadLastSkipped] also
-// reports how many.
+// the size of the log. Lines of the chain that are not records
+// (checkpoints, notices) are skipped, and so are malformed lines, which
+// [ReadLastSkipped] also counts.
 func ReadLast(path string, n int, f Filter) ([]guard.Record, error) {
 	recs, _, err := ReadLastSkipped(path, n, f)
 	return recs, err
@@ -139,8 +140,8 @@ func ReadLastSkipped(path string, n int, f Filter) (recs []guard.Record, skipped
 	return recs, skipped, nil
 }
 
-// parseLine decodes one log line. Blank lines are neither records nor
-// malformed.
+// parseLine decodes one log line. Blank lines and typed lines (checkpoints,
+// notices) are neither records nor malformed.
 func parseLine(line []byte, overlong bool) (rec guard.Record, ok, malformed bool) {
 	if overlong {
 		return rec, false, true
@@ -149,10 +150,19 @@ func parseLine(line []byte, overlong bool) (rec guard.Record, ok, malformed bool
 	if len(line) == 0 {
 		return rec, false, false
 	}
-	if err := json.Unmarshal(line, &rec); err != nil || rec.Time.IsZero() {
+	// A line with a "type" member is a checkpoint or notice of the chain,
+	// not a record.
+	var l struct {
+		guard.Record
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(line, &l); err != nil || l.Time.IsZero() {
 		return guard.Record{}, false, true
 	}
-	return rec, true, false
+	if l.Type != "" {
+		return guard.Record{}, false, false
+	}
+	return l.Record, true, false
 }
 
 // Follow calls fn for each record matching f that is appended to the log at
@@ -160,7 +170,8 @@ func parseLine(line []byte, overlong bool) (rec guard.Record, ok, malformed bool
 // lines until ctx is done, and then returns nil. (To show recent history
 // first, call [ReadLast] before Follow.) A log that is truncated is read
 // again from its start; a log that is replaced (rotated) is reopened and read
-// from the start of the new file. Malformed lines are skipped. Follow returns
+// from the start of the new file. Malformed lines, checkpoints and notices
+// are skipped. Follow returns
 // fn's error if fn fails, and an error if the log cannot be opened or read.
 func Follow(ctx context.Context, path string, f Filter, fn func(guard.Record) error) error {
 	file, err := os.Open(path)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -265,7 +266,70 @@ func auditCmd(g *globals) *cobra.Command {
 	qf.StringVar(&q.Tool, "tool", "", "only this tool (target)")
 	qf.IntVarP(&q.Limit, "limit", "n", store.DefaultAuditLimit, "at most this many records (max 10000)")
 	qf.StringVar(&format, "format", app.AuditFormatTable, "table, or json (JSON Lines, one record per line, for SIEM ingestion)")
-	cmd.AddCommand(tail, query)
+	var hmacRef, pubFile string
+	verify := &cobra.Command{
+		Use:   "verify [FILE...]",
+		Short: "Verify the audit chain: reports the first tampered, missing, reordered or inserted record (exit 1) or \"N records verified\"",
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			o := app.AuditVerifyOptions{Files: args, PublicKeyFile: pubFile}
+			if len(o.Files) == 0 {
+				o.Files = []string{cfg.Audit.Log}
+			}
+			ref := config.SecretRef(hmacRef)
+			if hmacRef == "" && cfg.Audit.HMACKey != "" {
+				ref = cfg.Audit.HMACKey
+			} else if hmacRef == "" {
+				ref = config.SecretRef("file:" + filepath.Join(cfg.DataDir, app.AuditHMACKeyFile))
+			}
+			if hmacRef != "none" {
+				for _, r := range append([]config.SecretRef{ref}, cfg.Audit.PreviousHMACKeys...) {
+					k, err := r.Resolve(os.LookupEnv)
+					if err != nil {
+						return fmt.Errorf("HMAC key: %w (pass --hmac-key none to check only signatures)", err)
+					}
+					o.HMACKeys = append(o.HMACKeys, k)
+				}
+			}
+			if pubFile == "" {
+				def := app.SigningKeyPath(cfg) + ".pub"
+				if _, err := os.Stat(def); err == nil {
+					o.PublicKeyFile = def
+				}
+			}
+			return app.AuditVerify(c.OutOrStdout(), o)
+		},
+	}
+	verify.Flags().StringVar(&hmacRef, "hmac-key", "", "HMAC key reference (env:NAME or file:/path; default: audit.hmac_key or the data directory's key; none: skip macs)")
+	verify.Flags().StringVar(&pubFile, "public-key", "", "checkpoint public key (default: the signing key's .pub beside it)")
+
+	var ef audit.Filter
+	var en int
+	var eformat, efile string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Export audit records for a SIEM: CEF or JSON Lines",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if efile == "" {
+				cfg, err := g.load()
+				if err != nil {
+					return err
+				}
+				efile = cfg.Audit.Log
+			}
+			return app.AuditExport(c.OutOrStdout(), efile, en, ef, eformat)
+		},
+	}
+	export.Flags().StringVar(&eformat, "format", "cef", "cef or jsonl")
+	export.Flags().IntVarP(&en, "lines", "n", 1000, "how many records (the newest)")
+	export.Flags().StringVar(&ef.Decision, "decision", "", "only this decision")
+	export.Flags().StringVar(&ef.User, "user", "", "only this user")
+	export.Flags().StringVar(&efile, "file", "", "audit log file (default: audit.log from the configuration)")
+	cmd.AddCommand(tail, query, verify, export)
 	return cmd
 }
 

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/admin"
-	"github.com/mcpguard/mcpguard/audit"
 	"github.com/mcpguard/mcpguard/auditstore"
 	"github.com/mcpguard/mcpguard/authn"
 	"github.com/mcpguard/mcpguard/authn/apikey"
@@ -70,6 +69,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	ok := func(format string, args ...any) { fmt.Fprintf(o.Status, "[OK] "+format+"\n", args...) }
 	warn := func(format string, args ...any) { fmt.Fprintf(o.Status, "[WARN] "+format+"\n", args...) }
 
+	if o.Stdio && cfg.Audit.Log == "stdout" {
+		return errors.New(`audit.log "stdout" cannot be used with --stdio: stdout carries the MCP protocol; use a file or "stderr"`)
+	}
 	if o.Demo {
 		cfg.Database = filepath.Join(cfg.DataDir, DemoDatabase)
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -102,7 +104,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	defer obs.close()
 	g.Observer = obs.observer()
-	sink, err := audit.OpenFile(cfg.Audit.Log)
+	sink, err := openAuditLog(cfg, o.Env, obs.metrics)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
@@ -133,10 +135,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		ok("JWT authentication enabled (issuer %s)", cfg.Auth.JWT.Issuer)
 	}
 	ok("Role-based access control active (%d roles, %d tool rules)", len(cfg.Roles), len(cfg.ToolPermissions))
-	if cfg.Audit.Log == "-" {
+	switch cfg.Audit.Log {
+	case "-", "stderr":
 		ok("Audit logging to stderr")
-	} else {
-		ok("Audit logging to %s", cfg.Audit.Log)
+	case "stdout":
+		ok("Audit logging to stdout")
+	default:
+		ok("Audit logging to %s (hash-chained, signed checkpoints)", cfg.Audit.Log)
 	}
 	if cfg.RateLimit.Enabled {
 		ok("Rate limiting: %d req/min per user", cfg.RateLimit.RequestsPerMinute)

@@ -243,12 +243,42 @@ type LockoutConfig struct {
 
 // AuditConfig configures the audit log.
 type AuditConfig struct {
-	// Log is the audit log file; "-" means stderr. Default
-	// "./mcpguard-audit.log".
+	// Log is the audit log file; "-" or "stderr" means stderr and
+	// "stdout" means stdout (not with serve --stdio, whose stdout carries
+	// the protocol). Default "./mcpguard-audit.log".
 	Log string `yaml:"log"`
 	// ArgumentFields lists tool argument names logged in clear; every
 	// other argument is logged only as a SHA-256 digest. Default [table].
 	ArgumentFields []string `yaml:"argument_fields"`
+	// HMACKey authenticates every line of the log, as a reference
+	// (env:NAME or file:/path, at least 32 bytes). Empty means a key
+	// generated on first start in the data directory (audit-hmac.key,
+	// mode 0600).
+	HMACKey SecretRef `yaml:"hmac_key"`
+	// PreviousHMACKeys are keys that signed earlier lines, as references.
+	// After a key rotation they keep the chain verifiable; new lines are
+	// always authenticated with HMACKey.
+	PreviousHMACKeys []SecretRef `yaml:"previous_hmac_keys"`
+	// SigningKey is the Ed25519 key (PEM file) that signs checkpoints so
+	// that a holder of the public key (the same path + ".pub") can check
+	// the chain. Empty means <data_dir>/audit-signing.pem, created on
+	// first start.
+	SigningKey string `yaml:"signing_key"`
+	// Durable makes every request wait until its record is on disk
+	// (fsync; records of concurrent requests share one). When false, a
+	// crash may lose up to FlushInterval of records. Default true.
+	Durable bool `yaml:"durable"`
+	// FlushInterval is how often records are written when Durable is
+	// false. Default 5ms.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// CheckpointEvery writes a signed checkpoint after this many records
+	// (and at least every minute). Default 1000.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// MaxBytes rotates the log when it grows past this size; 0 is off.
+	// The chain continues across files.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge rotates the log when it is older than this; 0 is off.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // MetricsConfig configures Prometheus metrics.
@@ -350,8 +380,11 @@ func Default() *Config {
 			Lockout: LockoutConfig{MaxFailures: 10, Window: time.Minute, Duration: 5 * time.Minute},
 		},
 		Audit: AuditConfig{
-			Log:            "./mcpguard-audit.log",
-			ArgumentFields: []string{"table"},
+			Log:             "./mcpguard-audit.log",
+			ArgumentFields:  []string{"table"},
+			Durable:         true,
+			FlushInterval:   5 * time.Millisecond,
+			CheckpointEvery: 1000,
 		},
 		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
 		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},

@@ -376,6 +376,22 @@ func (v *validator) audit(p path, a *AuditConfig) {
 	if a.Log == "" {
 		v.add(p.field("log"), `must not be empty (use "-" for stderr)`)
 	}
+	if a.HMACKey != "" && !a.HMACKey.Valid() {
+		v.add(p.field("hmac_key"), "%s", inlineSecretMsg(a.HMACKey))
+	}
+	for i, k := range a.PreviousHMACKeys {
+		if !k.Valid() {
+			v.add(p.field("previous_hmac_keys").index(i), "%s", inlineSecretMsg(k))
+		}
+	}
+	v.positiveDuration(p.field("flush_interval"), a.FlushInterval)
+	v.positive(p.field("checkpoint_every"), int64(a.CheckpointEvery))
+	if a.MaxBytes < 0 {
+		v.add(p.field("max_bytes"), "must not be negative (0 turns size rotation off)")
+	}
+	if a.MaxAge < 0 {
+		v.add(p.field("max_age"), "must not be negative (0 turns age rotation off)")
+	}
 	for i, f := range a.ArgumentFields {
 		if strings.TrimSpace(f) == "" {
 			v.add(p.field("argument_fields").index(i), "must not be empty")

@@ -68,6 +68,8 @@ type server struct {
 	output  *syncBuffer
 	keys    map[string]string // demo identities' keys, when --demo printed them
 	auditLg string
+	// kill stops the server with SIGKILL and waits for it.
+	kill func()
 }
 
 // run runs an mcpguard command in dir to completion.
@@ -99,11 +101,13 @@ func start(t *testing.T, dir string, env []string, args ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
+	var once sync.Once
+	kill := func() { once.Do(func() { cancel(); cmd.Wait() }) }
+	t.Cleanup(kill)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := readyRE.FindStringSubmatch(out.String()); m != nil {
-			s := &server{url: m[1], dir: dir, output: out, keys: map[string]string{}, auditLg: filepath.Join(dir, "mcpguard-audit.log")}
+			s := &server{url: m[1], dir: dir, output: out, keys: map[string]string{}, auditLg: filepath.Join(dir, "mcpguard-audit.log"), kill: kill}
 			for _, k := range demoKeyRE.FindAllStringSubmatch(out.String(), -1) {
 				s.keys[k[1]] = k[2]
 			}

@@ -37,7 +37,6 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,6 +47,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/mcpguard/mcpguard/store"
 )
 
@@ -422,7 +422,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int
 		h.setCookie(w, h.csrfCookie, nonce, int(time.Hour/time.Second))
 	}
 	data := loginData{CSRF: h.seal.loginToken(nonce), Error: msg, Secure: h.opts.Secure}
-	if !h.opts.Secure && !isLoopback(r.Host) {
+	if !h.opts.Secure && !netx.IsLoopbackHost(r.Host) {
 		data.Warning = "This page is served without TLS: the key you paste travels in clear text."
 	}
 	h.render(w, status, "login.html", data)
@@ -431,12 +431,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int
 // login checks a pasted credential and opens a session.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !h.sameOrigin(r) {
-		h.renderError(w, http.StatusForbidden, "Request refused", "This form was submitted from another site.")
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		h.renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+	if !h.acceptForm(w, r) {
 		return
 	}
 	c, err := r.Cookie(h.csrfCookie)
@@ -526,14 +521,23 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, basePath, http.StatusSeeOther)
 }
 
-// logout ends the session.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+// acceptForm checks that a form POST comes from this site and parses it;
+// otherwise it renders the refusal and returns false.
+func (h *Handler) acceptForm(w http.ResponseWriter, r *http.Request) bool {
 	if !h.sameOrigin(r) {
 		h.renderError(w, http.StatusForbidden, "Request refused", "This form was submitted from another site.")
-		return
+		return false
 	}
 	if err := parseForm(w, r); err != nil {
 		h.renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return false
+	}
+	return true
+}
+
+// logout ends the session.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if !h.acceptForm(w, r) {
 		return
 	}
 	c, err := r.Cookie(h.sessionCookie)
@@ -778,19 +782,6 @@ func truncateBytes(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// isLoopback reports whether a Host header names this machine.
-func isLoopback(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // --- rendering ---------------------------------------------------------------

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -348,18 +349,6 @@ func lockoutSource(addr string) string {
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
-func isLoopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func (g *Guard) originAllowed(origin, requestHost string) bool {
 	if slices.Contains(g.HTTP.AllowedOrigins, origin) {
 		return true
@@ -368,7 +357,7 @@ func (g *Guard) originAllowed(origin, requestHost string) bool {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	return isLoopbackHost(u.Host) && isLoopbackHost(requestHost)
+	return netx.IsLoopbackHost(u.Host) && netx.IsLoopbackHost(requestHost)
 }
 
 // challenge writes a 401 with a Bearer challenge (RFC 6750 §3).

@@ -129,10 +129,12 @@ type echoArgs struct {
 }
 
 // newServer is an MCP server whose six tools echo their name, plus a
-// resource and a prompt, guarded by g.
+// resource and a prompt, guarded by g (unless g is nil).
 func newServer(g *guard.Guard, opts guard.MCPOptions) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
-	s.AddReceivingMiddleware(g.MCPMiddleware(opts))
+	if g != nil { // nil: an unguarded server, for comparison
+		s.AddReceivingMiddleware(g.MCPMiddleware(opts))
+	}
 	for _, name := range tools {
 		mcp.AddTool(s, &mcp.Tool{Name: name}, func(ctx context.Context, req *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ran " + req.Params.Name}}}, nil, nil

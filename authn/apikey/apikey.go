@@ -10,9 +10,14 @@
 // 256-bit random secret needs no slow password hash, and a stolen database
 // yields no usable key. Verification looks the id up and compares digests in
 // constant time.
+//
+// An [Authenticator] remembers the keys it verified, by digest, for a bounded
+// time: a revoked key is refused within [Options.RevocationRecheck] (one
+// second by default) rather than at once.
 package apikey
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,9 +27,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/mcpguard/mcpguard/authn/internal/credcache"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/store"
 )
@@ -132,23 +140,100 @@ func Create(ctx context.Context, s store.Store, opts CreateOptions) (key string,
 	return key, rec, nil
 }
 
+// Cache defaults.
+const (
+	// DefaultCacheSize is the number of verified keys an Authenticator
+	// remembers when Options.CacheSize is zero.
+	DefaultCacheSize = 10_000
+	// DefaultRevocationRecheck is how long a remembered key is accepted
+	// without asking the store again when Options.RevocationRecheck is zero.
+	DefaultRevocationRecheck = time.Second
+)
+
+// Options configures an Authenticator made by [NewWithOptions]. The zero
+// value is a sound configuration.
+type Options struct {
+	// CacheSize bounds the number of verified keys remembered, so that a
+	// key presented again is accepted without a store query. Zero means
+	// [DefaultCacheSize]; a negative value disables the cache, so that
+	// every request reads the store.
+	CacheSize int
+	// RevocationRecheck is how long a remembered key is accepted without
+	// reading its record again. A key revoked (or deleted) in the store is
+	// therefore refused at most this long after the revocation, and at once
+	// by an Authenticator without a cache. Zero means
+	// [DefaultRevocationRecheck]; a negative value re-reads the record on
+	// every request. Expiry needs no store query and is enforced at once.
+	RevocationRecheck time.Duration
+	// Now returns the current time. Nil means time.Now.
+	Now func() time.Time
+}
+
 // Authenticator verifies API keys against a store. Last-used times are
 // collected in memory and written in batches by Flush (and Run), so that a
 // request never waits for a database write.
+//
+// Verified keys are remembered in a bounded least-recently-used cache keyed
+// by the SHA-256 digest of the whole key (the key itself is never kept), so
+// that a key presented again within Options.RevocationRecheck of its last
+// store read costs no store query. See [Options].
 type Authenticator struct {
-	store store.Store
-	now   func() time.Time
+	store   store.Store
+	now     func() time.Time
+	recheck time.Duration
+	cache   *credcache.Cache[*cached] // nil when disabled
 
-	mu      sync.Mutex
-	pending map[string]time.Time
+	// pending holds the last-used times not yet flushed, split by the
+	// key id's first hex digit so that concurrent requests with different
+	// keys rarely wait for one another.
+	pending [16]pendingShard
 }
 
-// New returns an Authenticator over s. now may be nil for time.Now.
-func New(s store.Store, now func() time.Time) *Authenticator {
-	if now == nil {
-		now = time.Now
+type pendingShard struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+	_  [48]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// shardOf returns the pending shard of a well-formed key id.
+func (a *Authenticator) shardOf(id string) *pendingShard {
+	c := id[0]
+	if c >= 'a' {
+		return &a.pending[c-'a'+10]
 	}
-	return &Authenticator{store: s, now: now, pending: make(map[string]time.Time)}
+	return &a.pending[c-'0']
+}
+
+// cached is what the cache remembers of a verified key. It is never
+// modified once stored: a re-read replaces it.
+type cached struct {
+	p         *guard.Principal
+	expiresAt time.Time
+	checked   int64 // Unix nanoseconds of the last store read
+}
+
+// New returns an Authenticator over s with the default cache (see
+// [Options]). now may be nil for time.Now. It is shorthand for
+// NewWithOptions(s, Options{Now: now}).
+func New(s store.Store, now func() time.Time) *Authenticator {
+	return NewWithOptions(s, Options{Now: now})
+}
+
+// NewWithOptions returns an Authenticator over s configured by o.
+func NewWithOptions(s store.Store, o Options) *Authenticator {
+	a := &Authenticator{
+		store:   s,
+		now:     o.Now,
+		recheck: cmp.Or(o.RevocationRecheck, DefaultRevocationRecheck),
+		cache:   credcache.New[*cached](cmp.Or(o.CacheSize, DefaultCacheSize)),
+	}
+	for i := range a.pending {
+		a.pending[i].m = make(map[string]time.Time)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a
 }
 
 // a fixed digest compared against when the id is unknown, so that unknown
@@ -157,12 +242,47 @@ var decoyHash = make([]byte, sha256.Size)
 
 // Authenticate implements guard.Authenticator. It accepts both credential
 // kinds (Authorization: Bearer and X-API-Key).
+//
+// The Principal returned for a remembered key is shared by every request
+// presenting that key until its record is re-read: callers must treat it
+// as read-only (as every guard stage does), and must not modify its fields
+// or the elements of its slices.
 func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential) (*guard.Principal, error) {
 	id, err := Parse(cred.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: api key: malformed key", guard.ErrInvalidCredentials)
 	}
-	sum := sha256.Sum256([]byte(cred.Secret))
+	sum := a.cache.Sum(cred.Secret)
+	now := a.now()
+	if e, ok := a.cache.Get(sum); ok && !credcache.Due(e.checked, now, a.recheck) {
+		// The digest of the whole key matched, so the secret is right and
+		// id is e.p.KeyID; only the expiry can have changed since the
+		// record was read.
+		if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+			a.cache.Remove(sum)
+			return nil, fmt.Errorf("%w: api key: key %s expired", guard.ErrInvalidCredentials, id)
+		}
+		a.touch(id, now)
+		return e.p, nil
+	}
+	p, err := a.verify(ctx, id, sum, now)
+	if err != nil {
+		if errors.Is(err, guard.ErrInvalidCredentials) {
+			a.cache.Remove(sum)
+		}
+		return nil, err
+	}
+	if a.cache != nil {
+		a.cache.Add(sum, &cached{p: p, expiresAt: p.ExpiresAt, checked: now.UnixNano()})
+	}
+	a.touch(id, now)
+	return p, nil
+}
+
+// verify reads the record of key id, checks that its digest is sum in
+// constant time and that it is neither revoked nor expired at now, and
+// returns the principal it describes.
+func (a *Authenticator) verify(ctx context.Context, id string, sum [sha256.Size]byte, now time.Time) (*guard.Principal, error) {
 	rec, err := a.store.GetAPIKey(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		subtle.ConstantTimeCompare(sum[:], decoyHash)
@@ -174,42 +294,53 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential)
 	if subtle.ConstantTimeCompare(sum[:], rec.Hash) != 1 {
 		return nil, fmt.Errorf("%w: api key: wrong secret for key id %s", guard.ErrInvalidCredentials, id)
 	}
-	now := a.now()
 	if rec.Revoked() {
 		return nil, fmt.Errorf("%w: api key: key %s was revoked", guard.ErrInvalidCredentials, id)
 	}
 	if rec.Expired(now) {
 		return nil, fmt.Errorf("%w: api key: key %s expired", guard.ErrInvalidCredentials, id)
 	}
-	a.mu.Lock()
-	a.pending[id] = now
-	a.mu.Unlock()
 	return &guard.Principal{
 		Subject:   rec.Name,
 		Issuer:    Issuer,
 		Method:    guard.MethodAPIKey,
 		KeyID:     rec.ID,
-		Roles:     rec.Roles,
-		Scopes:    rec.Scopes,
+		Roles:     slices.Clip(rec.Roles),
+		Scopes:    slices.Clip(rec.Scopes),
 		ExpiresAt: rec.ExpiresAt,
 	}, nil
 }
 
+// touch records that key id was used at now, for the next Flush.
+func (a *Authenticator) touch(id string, now time.Time) {
+	ps := a.shardOf(id)
+	ps.mu.Lock()
+	ps.m[id] = now
+	ps.mu.Unlock()
+}
+
 // Flush writes the collected last-used times in one store write.
 func (a *Authenticator) Flush(ctx context.Context) error {
-	a.mu.Lock()
-	batch := a.pending
-	a.pending = make(map[string]time.Time, len(batch))
-	a.mu.Unlock()
+	batch := make(map[string]time.Time)
+	for i := range a.pending {
+		ps := &a.pending[i]
+		ps.mu.Lock()
+		if len(ps.m) > 0 {
+			maps.Copy(batch, ps.m)
+			clear(ps.m)
+		}
+		ps.mu.Unlock()
+	}
 	if err := a.store.TouchAPIKeys(ctx, batch); err != nil {
 		// Put the batch back so that a later flush retries it.
-		a.mu.Lock()
 		for id, t := range batch {
-			if t.After(a.pending[id]) {
-				a.pending[id] = t
+			ps := a.shardOf(id)
+			ps.mu.Lock()
+			if t.After(ps.m[id]) {
+				ps.m[id] = t
 			}
+			ps.mu.Unlock()
 		}
-		a.mu.Unlock()
 		return fmt.Errorf("apikey: flush last-used: %w", err)
 	}
 	return nil

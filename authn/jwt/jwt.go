@@ -22,6 +22,12 @@
 // claims (names configurable) become the [guard.Principal]'s Roles, Scopes,
 // Permissions and ClientID.
 //
+// A verified token is remembered, by its SHA-256 digest, in a bounded
+// least-recently-used cache until it expires or [Config.CacheTTL] passes,
+// so that a token presented again costs no signature verification. A token
+// revoked while cached is refused within [Config.RevocationRecheck] (one
+// second by default) rather than at once.
+//
 // Every refusal wraps [guard.ErrInvalidCredentials] and says why in words
 // safe to audit, such as "jwt: token expired"; no error ever contains the
 // token. Failures that are not the caller's fault (an unreachable JWKS
@@ -38,11 +44,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/mcpguard/mcpguard/authn/internal/credcache"
 	"github.com/mcpguard/mcpguard/guard"
 )
 
@@ -65,6 +73,9 @@ const (
 	defaultJWKSMinRefresh  = 30 * time.Second
 	defaultRolesClaim      = "roles"
 	defaultPermissionClaim = "permissions"
+	defaultCacheSize       = 10_000
+	defaultCacheTTL        = 5 * time.Minute
+	defaultRecheck         = time.Second
 )
 
 // RevocationChecker reports whether a token has been revoked before its
@@ -120,8 +131,28 @@ type Config struct {
 	// of preference. Nil means {"client_id", "azp"}.
 	ClientIDClaims []string
 
-	// Revocations, if set, is asked about every token that carries a "jti".
+	// Revocations, if set, is asked about every token that carries a "jti"
+	// (for a cached token, at most once per RevocationRecheck).
 	Revocations RevocationChecker
+
+	// CacheSize bounds the number of verified tokens remembered, so that a
+	// token presented again is accepted without verifying its signature and
+	// claims again. Tokens are remembered by their SHA-256 digest, never in
+	// clear, and only once verified: a refused token is never cached. Zero
+	// means 10,000; a negative value disables the cache.
+	CacheSize int
+	// CacheTTL bounds how long a verified token is remembered; it is never
+	// remembered past its expiry either. It is also how long a cached token
+	// stays accepted after its signing key is withdrawn from the JWKS or the
+	// configuration. Zero means 5 minutes; negative values are refused.
+	CacheTTL time.Duration
+	// RevocationRecheck is how long a cached token carrying a "jti" is
+	// accepted before Revocations is asked about it again. A token revoked
+	// while cached is therefore refused at most this long after the
+	// revocation (at once without a cache). Zero means 1 second; a negative
+	// value asks on every request, the cache then saving only the
+	// signature and claim checks.
+	RevocationRecheck time.Duration
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 }
@@ -141,6 +172,43 @@ type Authenticator struct {
 	clientIDs   []string
 	revocations RevocationChecker
 	now         func() time.Time
+
+	cache    *credcache.Cache[*cachedToken] // nil when disabled
+	cacheTTL time.Duration
+	recheck  time.Duration
+}
+
+// cachedToken is what the cache remembers of a verified token. Only checked
+// changes once it is stored.
+type cachedToken struct {
+	p *guard.Principal // shared by every hit; never modified
+	validity
+	// until is when the entry stops being used: its insertion time plus
+	// Config.CacheTTL.
+	until time.Time
+	// checked is when the revocation list was last consulted (Unix
+	// nanoseconds, the time the query started).
+	checked atomic.Int64
+}
+
+// validity holds a verified token's time claims, so that a cache hit
+// applies the same time checks as a full verification.
+type validity struct {
+	exp, nbf, iat time.Time // nbf and iat are zero when absent
+}
+
+// check validates the time claims at now, allowing leeway, exactly as
+// [josejwt.Claims.ValidateWithLeeway] does.
+func (v *validity) check(now time.Time, leeway time.Duration) error {
+	switch {
+	case !v.nbf.IsZero() && now.Add(leeway).Before(v.nbf):
+		return errNotYetValid
+	case now.Add(-leeway).After(v.exp):
+		return errExpired
+	case !v.iat.IsZero() && now.Add(leeway).Before(v.iat):
+		return errIssuedFuture
+	}
+	return nil
 }
 
 var _ guard.Authenticator = (*Authenticator)(nil)
@@ -161,6 +229,9 @@ func New(cfg Config) (*Authenticator, error) {
 	if slices.Contains(cfg.Audiences, "") {
 		return nil, errors.New("jwt: empty audience")
 	}
+	if cfg.CacheTTL < 0 {
+		return nil, errors.New("jwt: negative CacheTTL")
+	}
 	if len(cfg.Keys) == 0 && cfg.JWKSURL == "" {
 		return nil, errors.New("jwt: no keys: set Keys or JWKSURL")
 	}
@@ -174,6 +245,9 @@ func New(cfg Config) (*Authenticator, error) {
 		clientIDs:   slices.Clone(cfg.ClientIDClaims),
 		revocations: cfg.Revocations,
 		now:         cfg.Now,
+		cache:       credcache.New[*cachedToken](cmp.Or(cfg.CacheSize, defaultCacheSize)),
+		cacheTTL:    cmp.Or(cfg.CacheTTL, defaultCacheTTL),
+		recheck:     cmp.Or(cfg.RevocationRecheck, defaultRecheck),
 	}
 	switch {
 	case a.leeway == 0:
@@ -275,6 +349,14 @@ func refusal(reason string) error {
 // "iat" must hold at the current time give or take the leeway. A token
 // naming an unknown key id makes the Authenticator refetch the JWKS, at
 // most once per Config.JWKSMinRefreshInterval.
+//
+// A verified token is cached (see Config.CacheSize): presented again, it
+// is accepted after the time checks above (with the same leeway) and, at
+// most once per Config.RevocationRecheck, a revocation check. The
+// Principal returned for a cached token is shared by every request
+// presenting that token: callers must treat it as read-only (as every
+// guard stage does), and must not modify its fields or the elements of its
+// slices.
 func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential) (*guard.Principal, error) {
 	if cred.Kind != guard.Bearer {
 		return nil, errNotBearer
@@ -283,23 +365,88 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential)
 	if len(token) > maxTokenSize {
 		return nil, errTooLarge
 	}
+	if a.cache == nil {
+		p, _, err := a.authenticate(ctx, token)
+		return p, err
+	}
+	sum := a.cache.Sum(token)
+	if e, ok := a.cache.Get(sum); ok {
+		p, hit, err := a.cached(ctx, sum, e)
+		if hit {
+			return p, err
+		}
+	}
+	p, v, err := a.authenticate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	e := &cachedToken{p: p, validity: v.validity, until: v.at.Add(a.cacheTTL)}
+	e.checked.Store(v.at.UnixNano())
+	a.cache.Add(sum, e)
+	return p, nil
+}
+
+// cached answers for a token found in the cache as e under sum. hit is
+// false when the entry is too old to use and the token must be verified
+// afresh.
+func (a *Authenticator) cached(ctx context.Context, sum credcache.Key, e *cachedToken) (p *guard.Principal, hit bool, err error) {
+	now := a.now()
+	if !now.Before(e.until) {
+		a.cache.Remove(sum)
+		return nil, false, nil
+	}
+	if err := e.check(now, a.leeway); err != nil {
+		if errors.Is(err, errExpired) {
+			a.cache.Remove(sum)
+		}
+		return nil, true, err
+	}
+	if jti := e.p.TokenID; jti != "" && a.revocations != nil && credcache.Due(e.checked.Load(), now, a.recheck) {
+		revoked, err := a.revocations.TokenRevoked(ctx, jti)
+		if err != nil {
+			return nil, true, fmt.Errorf("jwt: checking revocation: %w", err)
+		}
+		if revoked {
+			a.cache.Remove(sum)
+			return nil, true, errRevoked
+		}
+		// Record the check as of when it started; concurrent checks keep
+		// the latest.
+		for at := now.UnixNano(); ; {
+			old := e.checked.Load()
+			if old >= at || e.checked.CompareAndSwap(old, at) {
+				break
+			}
+		}
+	}
+	return e.p, true, nil
+}
+
+// verified describes a token that passed a full verification.
+type verified struct {
+	validity
+	at time.Time // when its claims and revocation were checked
+}
+
+// authenticate verifies token from scratch.
+func (a *Authenticator) authenticate(ctx context.Context, token string) (*guard.Principal, verified, error) {
 	if token == "" || strings.Count(token, ".") != 2 {
-		return nil, errMalformed
+		return nil, verified{}, errMalformed
 	}
 	jws, err := jose.ParseSignedCompact(token, a.algs)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, errAlgorithm
+			return nil, verified{}, errAlgorithm
 		}
-		return nil, errMalformed
+		return nil, verified{}, errMalformed
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, errMalformed
+		return nil, verified{}, errMalformed
 	}
 	header := jws.Signatures[0].Header
 	payload, err := a.verify(ctx, jws, header.KeyID, jose.SignatureAlgorithm(header.Algorithm))
 	if err != nil {
-		return nil, err
+		return nil, verified{}, err
 	}
 	return a.principal(ctx, payload)
 }
@@ -349,54 +496,63 @@ func (a *Authenticator) verify(ctx context.Context, jws *jose.JSONWebSignature, 
 }
 
 // principal checks the claims in a verified payload and maps them to a
-// Principal.
-func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.Principal, error) {
+// Principal. It also returns the time claims and the time of the checks.
+func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.Principal, verified, error) {
+	var tv verified
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
-		return nil, errMalformed
+		return nil, tv, errMalformed
 	}
 	var c josejwt.Claims
 	if err := decodeClaims(raw, &c); err != nil {
-		return nil, err
+		return nil, tv, err
 	}
 	switch {
 	case c.Issuer == "":
-		return nil, errMissingIss
+		return nil, tv, errMissingIss
 	case c.Subject == "":
-		return nil, errMissingSub
+		return nil, tv, errMissingSub
 	case len(c.Audience) == 0:
-		return nil, errMissingAud
+		return nil, tv, errMissingAud
 	case c.Expiry == nil:
-		return nil, errMissingExp
+		return nil, tv, errMissingExp
+	}
+	tv.at = a.now()
+	tv.exp = c.Expiry.Time()
+	if c.NotBefore != nil {
+		tv.nbf = c.NotBefore.Time()
+	}
+	if c.IssuedAt != nil {
+		tv.iat = c.IssuedAt.Time()
 	}
 	err := c.ValidateWithLeeway(josejwt.Expected{
 		Issuer:      a.issuer,
 		AnyAudience: a.audiences,
-		Time:        a.now(),
+		Time:        tv.at,
 	}, a.leeway)
 	switch {
 	case err == nil:
 	case errors.Is(err, josejwt.ErrInvalidIssuer):
-		return nil, errIssuer
+		return nil, tv, errIssuer
 	case errors.Is(err, josejwt.ErrInvalidAudience):
-		return nil, errAudience
+		return nil, tv, errAudience
 	case errors.Is(err, josejwt.ErrExpired):
-		return nil, errExpired
+		return nil, tv, errExpired
 	case errors.Is(err, josejwt.ErrNotValidYet):
-		return nil, errNotYetValid
+		return nil, tv, errNotYetValid
 	case errors.Is(err, josejwt.ErrIssuedInTheFuture):
-		return nil, errIssuedFuture
+		return nil, tv, errIssuedFuture
 	default:
-		return nil, errInvalid
+		return nil, tv, errInvalid
 	}
 
 	if c.ID != "" && a.revocations != nil {
 		revoked, err := a.revocations.TokenRevoked(ctx, c.ID)
 		if err != nil {
-			return nil, fmt.Errorf("jwt: checking revocation: %w", err)
+			return nil, tv, fmt.Errorf("jwt: checking revocation: %w", err)
 		}
 		if revoked {
-			return nil, errRevoked
+			return nil, tv, errRevoked
 		}
 	}
 
@@ -407,7 +563,7 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 		TokenID:     c.ID,
 		Roles:       stringList(raw[a.rolesClaim]),
 		Permissions: stringList(raw[a.permClaim]),
-		ExpiresAt:   c.Expiry.Time(),
+		ExpiresAt:   tv.exp,
 	}
 	for _, name := range a.scopeClaims {
 		if v, ok := raw[name]; ok {
@@ -422,7 +578,7 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 			break
 		}
 	}
-	return p, nil
+	return p, tv, nil
 }
 
 // decodeClaims fills the registered claims in c from raw. A registered
@@ -454,7 +610,9 @@ func decodeClaims(raw map[string]json.RawMessage, c *josejwt.Claims) error {
 
 // stringList reads a claim holding either a space-separated string or an
 // array of strings. Non-string array entries and empty strings are skipped,
-// and at most maxClaimEntries entries are kept.
+// and at most maxClaimEntries entries are kept. The result's capacity is its
+// length, so that appending to it (to a shared, cached Principal's roles,
+// say) copies rather than writes into it.
 func stringList(v json.RawMessage) []string {
 	if len(v) == 0 {
 		return nil
@@ -467,9 +625,9 @@ func stringList(v json.RawMessage) []string {
 		}
 		out := strings.Fields(s)
 		if len(out) > maxClaimEntries {
-			out = out[:maxClaimEntries:maxClaimEntries]
+			out = out[:maxClaimEntries]
 		}
-		return out
+		return slices.Clip(out)
 	case '[':
 		var items []json.RawMessage
 		if json.Unmarshal(v, &items) != nil {
@@ -486,7 +644,7 @@ func stringList(v json.RawMessage) []string {
 			}
 			out = append(out, s)
 		}
-		return out
+		return slices.Clip(out)
 	}
 	return nil
 }

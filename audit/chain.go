@@ -184,14 +184,8 @@ func noticeBody(now time.Time, typ string, kv ...any) []byte {
 }
 
 // appendJSONString appends s as a JSON string, escaped like every other
-// string of the log (see [escapeWriter]).
-func appendJSONString(dst []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return appendEscaped(dst, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
-}
+// string of the log (see [appendString]).
+func appendJSONString(dst []byte, s string) []byte { return appendString(dst, s, true) }
 
 // lineHeader holds the chain members of a line.
 type lineHeader struct {

@@ -1,46 +1,23 @@
 package audit
 
-import (
-	"io"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
-// escapeWriter passes each JSON line written to it on to w in a single Write,
-// first replacing characters that JSON allows raw but that a terminal or
-// another line-oriented reader may act on by their \u escapes: DEL, the C1
-// controls U+0080–U+009F (U+009B is a one-character CSI), the line and
-// paragraph separators U+2028 and U+2029, and the bidirectional formatting
-// characters (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
+// The log escapes, besides what JSON requires, characters that JSON allows
+// raw but that a terminal or another line-oriented reader may act on: DEL,
+// the C1 controls U+0080–U+009F (U+009B is a one-character CSI), the line
+// and paragraph separators U+2028 and U+2029, and the bidirectional
+// formatting characters (U+061C, U+200E, U+200F, U+202A–U+202E,
+// U+2066–U+2069). Each is written as its \u escape.
 //
 // This is sound because in JSON text every byte outside the ASCII range, and
 // DEL, can only occur inside a string literal, where a \u escape stands for
 // the same character: decoding the line gives the original values.
-//
-// escapeWriter is not safe for concurrent use; Logger serializes it.
-type escapeWriter struct {
-	w   io.Writer
-	buf []byte
-}
 
-// maxKeptBuf bounds the escape buffer kept between records.
+// maxKeptBuf bounds the buffers kept between records.
 const maxKeptBuf = 64 << 10
 
-func (e *escapeWriter) Write(p []byte) (int, error) {
-	if firstUnsafe(p) < 0 {
-		return e.w.Write(p)
-	}
-	b := appendEscaped(e.buf[:0], p)
-	if cap(b) <= maxKeptBuf {
-		e.buf = b
-	}
-	if _, err := e.w.Write(b); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// appendEscaped appends JSON text p to dst with the characters listed on
-// [escapeWriter] replaced by their \u escapes.
+// appendEscaped appends JSON text p to dst with the characters listed above
+// replaced by their \u escapes.
 func appendEscaped(dst, p []byte) []byte {
 	i := firstUnsafe(p)
 	if i < 0 {
@@ -88,6 +65,7 @@ func firstUnsafe(p []byte) int {
 	return -1
 }
 
+// mustEscape reports whether the log escapes the non-ASCII rune r.
 func mustEscape(r rune) bool {
 	switch {
 	case r >= 0x80 && r <= 0x9f,
@@ -99,6 +77,7 @@ func mustEscape(r rune) bool {
 	return false
 }
 
+// appendU appends the \u escape of r, which must be below U+10000.
 func appendU(b []byte, r rune) []byte {
 	const hex = "0123456789abcdef"
 	return append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])

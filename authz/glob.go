@@ -6,7 +6,10 @@ package authz
 // taken from configuration can never be a regular expression in disguise.
 // Matching is linear in len(pattern)+len(s) up to backtracking to the last
 // star, which bounds it by O(len(pattern)·len(s)).
-func Match(pattern, s string) bool {
+func Match(pattern, s string) bool { return match(pattern, s) }
+
+// match is Match for a subject held in a string or in bytes.
+func match[S string | []byte](pattern string, s S) bool {
 	p, i := 0, 0
 	star, mark := -1, 0
 	for i < len(s) {

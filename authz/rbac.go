@@ -54,26 +54,58 @@ type Policy struct {
 }
 
 // RBAC is a compiled Policy. It is immutable and safe for concurrent use.
+//
+// Everything an allowing decision says (its reason and policies) is
+// computed once, by NewRBAC, so that Authorize allocates nothing on the
+// allow path of an exact tool requirement or a role grant.
 type RBAC struct {
 	// closure[r] is r and every role r inherits, directly or not.
 	closure map[string][]string
 	// grants[r] are the permission patterns of closure[r].
-	grants    map[string][]string
-	users     map[string][]string
-	exact     map[string]Requirement
-	globs     []globRequirement // longest pattern first
-	roleNames []string          // sorted, for stable messages
+	grants map[string][]string
+	// roleGrants[r] are grants[r] with their precomputed decisions.
+	roleGrants map[string][]grant
+	users      map[string][]string
+	exact      map[string]*toolRule
+	globs      []*toolRule // longest pattern first
+	roleNames  []string    // sorted, for stable messages
 }
 
-type globRequirement struct {
-	pattern string
+// grant is one permission pattern of a role, with the decision it yields.
+type grant struct {
+	pattern  string
+	reason   string   // "role R grants P"
+	policies []string // ["role:R"], shared by every decision of the role
+}
+
+// toolRule is a compiled per-tool Requirement.
+type toolRule struct {
+	pattern string // the tool name, or a glob over tool names
 	req     Requirement
+	// satisfiedBy holds every role that, with inheritance, is one of
+	// req.Roles; nil when req.Roles is empty.
+	satisfiedBy map[string]bool
+	policies    []string // ["tool:<pattern>"], shared by every decision
+	// allowed is the reason of an allowing decision without its leading
+	// "tool <target>", which is the pattern itself for an exact rule.
+	allowed string
+	// allowedReason is the whole reason of an allowing decision, for an
+	// exact rule.
+	allowedReason string
+	// requiresRole is req.Roles joined with " or ".
+	requiresRole string
 }
 
 // NewRBAC compiles p. It fails on an unknown role reference or an
 // inheritance cycle.
 func NewRBAC(p Policy) (*RBAC, error) {
-	r := &RBAC{closure: map[string][]string{}, grants: map[string][]string{}, users: map[string][]string{}, exact: map[string]Requirement{}}
+	r := &RBAC{
+		closure:    map[string][]string{},
+		grants:     map[string][]string{},
+		roleGrants: map[string][]grant{},
+		users:      map[string][]string{},
+		exact:      map[string]*toolRule{},
+	}
 	for name, role := range p.Roles {
 		for _, parent := range role.Inherits {
 			if _, ok := p.Roles[parent]; !ok {
@@ -94,6 +126,12 @@ func NewRBAC(p Policy) (*RBAC, error) {
 			perms = append(perms, p.Roles[inherited].Permissions...)
 		}
 		r.grants[name] = perms
+		policies := sharedSlice("role:" + name)
+		gs := make([]grant, len(perms))
+		for i, pattern := range perms {
+			gs[i] = grant{pattern: pattern, reason: fmt.Sprintf("role %s grants %s", name, pattern), policies: policies}
+		}
+		r.roleGrants[name] = gs
 	}
 	check := func(where string, roles []string) error {
 		for _, role := range roles {
@@ -113,10 +151,11 @@ func NewRBAC(p Policy) (*RBAC, error) {
 		if err := check(fmt.Sprintf("tool %q", tool), req.Roles); err != nil {
 			return nil, err
 		}
+		t := r.compileTool(tool, req)
 		if strings.Contains(tool, "*") {
-			r.globs = append(r.globs, globRequirement{tool, req})
+			r.globs = append(r.globs, t)
 		} else {
-			r.exact[tool] = req
+			r.exact[tool] = t
 		}
 	}
 	sort.Slice(r.globs, func(i, j int) bool {
@@ -127,6 +166,31 @@ func NewRBAC(p Policy) (*RBAC, error) {
 	})
 	return r, nil
 }
+
+// compileTool precomputes what deciding a call of a tool matching pattern
+// takes and says. It runs after the role closures are known.
+func (r *RBAC) compileTool(pattern string, req Requirement) *toolRule {
+	req = Requirement{Roles: slices.Clone(req.Roles), Scopes: slices.Clone(req.Scopes)}
+	t := &toolRule{pattern: pattern, req: req, policies: sharedSlice("tool:" + pattern)}
+	t.allowed = " requirement met"
+	if len(req.Roles) > 0 {
+		t.requiresRole = strings.Join(req.Roles, " or ")
+		t.allowed = " requires role " + t.requiresRole + ": held"
+		t.satisfiedBy = map[string]bool{}
+		for role, closure := range r.closure {
+			if slices.ContainsFunc(req.Roles, func(want string) bool { return slices.Contains(closure, want) }) {
+				t.satisfiedBy[role] = true
+			}
+		}
+	}
+	t.allowedReason = "tool " + pattern + t.allowed
+	return t
+}
+
+// sharedSlice returns a one-element slice whose capacity is its length, so
+// that a caller appending to a Decision's shared slice copies it instead of
+// writing into it.
+func sharedSlice(s string) []string { return []string{s}[:1:1] }
 
 // walk appends name and its ancestors to order (each once), failing on a cycle.
 func walk(roles map[string]Role, name string, path []string, order *[]string) error {
@@ -171,72 +235,101 @@ func (r *RBAC) hasRole(held []string, role string) bool {
 	return false
 }
 
-func (r *RBAC) requirement(tool string) (Requirement, string, bool) {
-	if req, ok := r.exact[tool]; ok {
-		return req, tool, true
+// requirement returns the rule that decides calls of tool, if any.
+func (r *RBAC) requirement(tool string) *toolRule {
+	if t, ok := r.exact[tool]; ok {
+		return t
 	}
 	for _, g := range r.globs {
 		if Match(g.pattern, tool) {
-			return g.req, g.pattern, true
+			return g
 		}
 	}
-	return Requirement{}, "", false
+	return nil
 }
 
+// permBuf is the size of the stack buffer in which Authorize spells an
+// action's permission; longer permissions spill to the heap.
+const permBuf = 256
+
 // Authorize implements guard.Authorizer.
+//
+// The slices of the returned Decision may be shared with other decisions
+// and must not be modified.
 func (r *RBAC) Authorize(_ context.Context, p *guard.Principal, a guard.Action) guard.Decision {
 	if p == nil {
 		return guard.Decision{Reason: "not authenticated"}
 	}
 	held := r.Roles(p)
 	if a.Method == "tools/call" {
-		if req, rule, ok := r.requirement(a.Target); ok {
-			return r.checkRequirement(p, held, req, rule, a)
+		if t := r.requirement(a.Target); t != nil {
+			return r.checkRequirement(p, held, t, a)
 		}
 	}
-	perm := a.Permission()
+	var buf [permBuf]byte
+	perm := appendPermission(buf[:0], a)
 	for _, role := range held {
-		for _, pattern := range r.grants[role] {
-			if Match(pattern, perm) {
-				return guard.Decision{Allowed: true, Reason: fmt.Sprintf("role %s grants %s", role, pattern), Policies: []string{"role:" + role}}
+		for i := range r.roleGrants[role] {
+			if g := &r.roleGrants[role][i]; match(g.pattern, perm) {
+				return guard.Decision{Allowed: true, Reason: g.reason, Policies: g.policies}
 			}
 		}
 	}
 	for _, pattern := range p.Permissions {
-		if Match(pattern, perm) {
-			return guard.Decision{Allowed: true, Reason: "credential grants " + pattern, Policies: []string{"credential"}}
+		if match(pattern, perm) {
+			return guard.Decision{Allowed: true, Reason: "credential grants " + pattern, Policies: credentialPolicies}
 		}
 	}
+	s := string(perm)
 	return guard.Decision{
-		Reason:        "no rule grants " + perm,
-		RequiredRoles: r.rolesGranting(perm),
+		Reason:        "no rule grants " + s,
+		RequiredRoles: r.rolesGranting(s),
 		Policies:      []string{"default-deny"},
 	}
 }
 
-func (r *RBAC) checkRequirement(p *guard.Principal, held []string, req Requirement, rule string, a guard.Action) guard.Decision {
-	policy := []string{"tool:" + rule}
-	if len(req.Roles) > 0 && !slices.ContainsFunc(req.Roles, func(role string) bool { return r.hasRole(held, role) }) {
+// credentialPolicies are the policies of a decision granted by a
+// credential's own permissions.
+var credentialPolicies = sharedSlice("credential")
+
+// appendPermission appends a.Permission() to b.
+func appendPermission(b []byte, a guard.Action) []byte {
+	switch a.Method {
+	case "tools/call":
+		b = append(b, "tools:call:"...)
+	case "resources/read":
+		b = append(b, "resources:read:"...)
+	case "prompts/get":
+		b = append(b, "prompts:get:"...)
+	default:
+		b = append(b, a.Method...)
+		b = append(b, ':')
+	}
+	return append(b, a.Target...)
+}
+
+func (r *RBAC) checkRequirement(p *guard.Principal, held []string, t *toolRule, a guard.Action) guard.Decision {
+	if t.satisfiedBy != nil && !slices.ContainsFunc(held, func(h string) bool { return t.satisfiedBy[h] }) {
 		return guard.Decision{
-			Reason:        fmt.Sprintf("tool %s requires role %s", a.Target, strings.Join(req.Roles, " or ")),
-			RequiredRoles: slices.Clone(req.Roles),
-			Policies:      policy,
+			Reason:        "tool " + a.Target + " requires role " + t.requiresRole,
+			RequiredRoles: slices.Clone(t.req.Roles),
+			Policies:      t.policies,
 		}
 	}
-	for _, scope := range req.Scopes {
+	for _, scope := range t.req.Scopes {
 		if !slices.Contains(p.Scopes, scope) {
 			return guard.Decision{
-				Reason:        fmt.Sprintf("tool %s requires scope %s", a.Target, scope),
-				RequiredRoles: slices.Clone(req.Roles),
-				Policies:      policy,
+				Reason:        "tool " + a.Target + " requires scope " + scope,
+				RequiredRoles: slices.Clone(t.req.Roles),
+				Policies:      t.policies,
 			}
 		}
 	}
-	reason := fmt.Sprintf("tool %s requirement met", a.Target)
-	if len(req.Roles) > 0 {
-		reason = fmt.Sprintf("tool %s requires role %s: held", a.Target, strings.Join(req.Roles, " or "))
+	reason := t.allowedReason
+	if a.Target != t.pattern {
+		reason = "tool " + a.Target + t.allowed
 	}
-	return guard.Decision{Allowed: true, Reason: reason, Policies: policy}
+	return guard.Decision{Allowed: true, Reason: reason, Policies: t.policies}
 }
 
 // rolesGranting lists the roles whose permissions grant perm, omitting any

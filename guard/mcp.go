@@ -90,8 +90,12 @@ func sessionID(req mcp.Request) string {
 func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.Request, opts MCPOptions) (*caller, error) {
 	start := g.now()
 	c := &caller{requestID: newRequestID(), transport: opts.Transport}
-	rec := &Record{Time: start, Method: method, Target: truncate(targetOf(method, req), maxTarget), SessionID: sessionID(req)}
+	// The record is needed only when the request is refused here.
+	newRecord := func() *Record {
+		return &Record{Time: start, Method: method, Target: truncate(targetOf(method, req), maxTarget), SessionID: sessionID(req)}
+	}
 	if opts.Credential == nil || opts.Credential.Secret == "" {
+		rec := newRecord()
 		rec.Decision, rec.Reason = AuthFailed, "no credentials"
 		g.record(ctx, rec, c)
 		return nil, &jsonrpc.Error{Code: CodeUnauthenticated, Message: "authentication required: set MCP_API_KEY or MCP_AUTH_TOKEN in the server's environment"}
@@ -100,6 +104,7 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 	p, err := g.Authenticator.Authenticate(actx, *opts.Credential)
 	endAuthn()
 	if err != nil {
+		rec := newRecord()
 		if !errors.Is(err, ErrInvalidCredentials) {
 			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
 			g.record(ctx, rec, c)
@@ -118,7 +123,7 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 	res, err := g.limit(lctx, p, tool)
 	endLimit()
 	if err != nil || !res.Allowed {
-		return nil, g.refuseLimit(ctx, rec, c, res, err)
+		return nil, g.refuseLimit(ctx, newRecord(), c, res, err)
 	}
 	c.charge(tool)
 	return c, nil

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -110,7 +111,7 @@ const maxTarget = 1024
 func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
+	return hexString(b[:])
 }
 
 // record completes r with what is known of the caller and writes it.
@@ -142,9 +143,16 @@ func (g *Guard) observer() Observer {
 	return noopObserver{}
 }
 
+// noStageEnd is what stage returns without an Observer: the pipeline then
+// neither reads the clock nor allocates a closure per stage.
+var noStageEnd = func() {}
+
 // stage tells the Observer that stage s starts; call the returned function
 // when it ends.
 func (g *Guard) stage(ctx context.Context, s Stage) (context.Context, func()) {
+	if g.Observer == nil {
+		return ctx, noStageEnd
+	}
 	start := time.Now()
 	ctx, end := g.observer().StartStage(ctx, s)
 	return ctx, func() { end(time.Since(start)) }
@@ -209,11 +217,52 @@ const maxArgValue = 256
 
 // summarizeArgs returns the SHA-256 digest of the canonical form of args and
 // the allow-listed fields. Canonical form: the arguments decoded and encoded
-// again by encoding/json, which sorts object keys.
+// again by encoding/json, which sorts object keys. The usual arguments are
+// canonicalized by [canonicalize] without that round trip; the others, and
+// raw text that is not a JSON object (digested as it is), by encoding/json.
 func (g *Guard) summarizeArgs(raw json.RawMessage) (digest string, fields map[string]any) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
 	}
+	s := canonPool.Get().(*canonScratch)
+	defer func() {
+		if cap(s.out) <= maxKeptCanon && cap(s.tmp) <= maxKeptCanon {
+			canonPool.Put(s)
+		}
+	}()
+	if !canonicalize(raw, s) {
+		return g.summarizeArgsSlow(raw)
+	}
+	sum := sha256.Sum256(s.out)
+	digest = hexString(sum[:])
+	for _, name := range g.ArgumentFields {
+		i := slices.IndexFunc(s.members, func(m member) bool { return string(raw[m.keyStart:m.keyEnd]) == name })
+		if i < 0 {
+			continue
+		}
+		if fields == nil {
+			fields = make(map[string]any, len(g.ArgumentFields))
+		}
+		m := &s.members[i]
+		switch v := s.out[m.start:m.end]; v[0] {
+		case '"':
+			fields[name] = truncate(string(raw[m.inStart+1:m.inEnd-1]), maxArgValue)
+		case 't', 'f':
+			fields[name] = v[0] == 't'
+		case 'n':
+			fields[name] = nil
+		case '{', '[':
+			fields[name] = truncate(string(v), maxArgValue)
+		default:
+			f, _ := strconv.ParseFloat(string(v), 64) // canonical, hence valid
+			fields[name] = f
+		}
+	}
+	return digest, fields
+}
+
+// summarizeArgsSlow is summarizeArgs by way of encoding/json.
+func (g *Guard) summarizeArgsSlow(raw json.RawMessage) (digest string, fields map[string]any) {
 	var args map[string]any
 	canonical := []byte(raw)
 	if err := json.Unmarshal(raw, &args); err == nil {
@@ -242,6 +291,13 @@ func (g *Guard) summarizeArgs(raw json.RawMessage) (digest string, fields map[st
 		}
 	}
 	return digest, fields
+}
+
+// hexString returns the lowercase hex encoding of b (at most 32 bytes)
+// with a single allocation, for the string itself.
+func hexString(b []byte) string {
+	var buf [64]byte
+	return string(hex.AppendEncode(buf[:0], b))
 }
 
 func truncate(s string, n int) string {

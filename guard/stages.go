@@ -60,7 +60,8 @@ func (a Action) Permission() string {
 	return a.Method + ":" + a.Target
 }
 
-// Decision is an Authorizer's answer.
+// Decision is an Authorizer's answer. An Authorizer may share its slices
+// between decisions (authz.RBAC does), so callers must not modify them.
 type Decision struct {
 	// Allowed is true only when a rule grants the action.
 	Allowed bool

@@ -295,11 +295,11 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env fun
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
-		keys = apikey.New(st, nil)
+		keys = apikey.NewWithOptions(st, apikey.Options{RevocationRecheck: recheck(cfg.Auth.RevocationRecheck)})
 		router.APIKeys = keys
 	}
 	if cfg.Auth.JWT.Enabled {
-		j, err := buildJWT(cfg.Auth.JWT, st, env)
+		j, err := buildJWT(cfg.Auth.JWT, cfg.Auth.RevocationRecheck, st, env)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -362,7 +362,16 @@ func Policy(cfg *config.Config) authz.Policy {
 	return p
 }
 
-func buildJWT(c config.JWTConfig, st store.Store, env func(string) (string, bool)) (*jwt.Authenticator, error) {
+// recheck maps the configured interval to the authenticators' convention,
+// where zero means the default and a negative value means every request.
+func recheck(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func buildJWT(c config.JWTConfig, rc time.Duration, st store.Store, env func(string) (string, bool)) (*jwt.Authenticator, error) {
 	jc := jwt.Config{
 		Issuer:                 c.Issuer,
 		Audiences:              c.Audiences,

@@ -119,6 +119,12 @@ type AuthConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
 	// JWT configures bearer-token (JWT) authentication.
 	JWT JWTConfig `yaml:"jwt"`
+	// RevocationRecheck is how long a verified API key or JWT is trusted
+	// from mcpguard's cache before the store is asked again whether it was
+	// revoked: a revocation made by another process (mcpguard keys revoke,
+	// tokens revoke) takes effect within this time. Default 1s; 0s checks
+	// the store on every request.
+	RevocationRecheck time.Duration `yaml:"revocation_recheck"`
 }
 
 // APIKeysConfig configures API-key authentication.
@@ -332,7 +338,8 @@ func Default() *Config {
 		DataDir:  "./mcpguard-data",
 		Database: "",
 		Auth: AuthConfig{
-			APIKeys: APIKeysConfig{Enabled: true},
+			RevocationRecheck: time.Second,
+			APIKeys:           APIKeysConfig{Enabled: true},
 			JWT: JWTConfig{
 				Enabled:                false,
 				Audiences:              []string{},

@@ -117,6 +117,9 @@ func isOrigin(o string) bool {
 }
 
 func (v *validator) auth(p path, a *AuthConfig) {
+	if a.RevocationRecheck < 0 {
+		v.add(p.field("revocation_recheck"), "must not be negative (0s checks the store on every request)")
+	}
 	j := &a.JWT
 	jp := p.field("jwt")
 	if !a.APIKeys.Enabled && !j.Enabled {

@@ -222,3 +222,22 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestImmediateRevocation: with revocation_recheck 0s a revocation made by
+// the CLI is refused on the very next request.
+func TestImmediateRevocation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "auth:\n  revocation_recheck: 0s\n")
+	s := start(t, dir, nil, "--config", cfg)
+	key, id := createKey(t, dir, "--name", "zed", "--role", "viewer")
+	cs := mustConnect(t, s.url, bearer(key))
+	if _, err := cs.ListTools(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, nil, "keys", "revoke", id); err != nil {
+		t.Fatalf("revoke: %v %s", err, out)
+	}
+	if _, err := cs.ListTools(context.Background(), nil); err == nil {
+		t.Fatal("revoked key accepted on the next request with revocation_recheck: 0s")
+	}
+}

@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs.
-.PHONY: demo test bench build
+.PHONY: demo test bench bench-load build
 
 demo:
 	go run ./cmd/mcpguard serve --demo
@@ -12,3 +12,7 @@ bench:
 
 build:
 	go build -o mcpguard ./cmd/mcpguard
+
+# Load benchmark: unsecured go-sdk server vs mcpguard variants (see bench/README.md).
+bench-load:
+	go run ./bench

@@ -160,7 +160,7 @@ func keysCmd(g *globals) *cobra.Command {
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
-		Short: "Revoke an API key; running servers refuse it from its next use",
+		Short: "Revoke an API key; running servers refuse it within auth.revocation_recheck (default 1s)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := g.load()

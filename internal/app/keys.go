@@ -90,7 +90,8 @@ func KeysList(ctx context.Context, out io.Writer, dataDir string, now time.Time)
 	return tw.Flush()
 }
 
-// KeysRevoke revokes a key by id. Running servers refuse it on its next use.
+// KeysRevoke revokes a key by id. Running servers refuse it within
+// their auth.revocation_recheck interval.
 func KeysRevoke(ctx context.Context, out io.Writer, dataDir, id string, now time.Time) error {
 	s, err := OpenStore(ctx, dataDir)
 	if err != nil {

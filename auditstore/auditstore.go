@@ -70,6 +70,20 @@ func Tee(sinks ...guard.AuditSink) guard.AuditSink {
 
 type tee []guard.AuditSink
 
+// Ready implements guard.ReadyChecker: the tee is ready when every sink
+// that can tell is ready, so that wrapping the audit log file in a tee
+// keeps the pipeline's refusal to run requests it could not record.
+func (t tee) Ready() error {
+	for _, s := range t {
+		if rc, ok := s.(guard.ReadyChecker); ok {
+			if err := rc.Ready(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Record implements guard.AuditSink.
 func (t tee) Record(ctx context.Context, r *guard.Record) error {
 	var errs []error

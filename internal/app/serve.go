@@ -111,7 +111,15 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	defer sink.Close()
 	// Every record goes to the log file and to the store, where
 	// `mcpguard audit query` and the admin page read it.
-	g.Audit = auditstore.Tee(sink, auditstore.NewSink(st))
+	// The store copy is a query index, written in batches off the request
+	// path; the file is the authoritative, durable record.
+	index := auditstore.NewBatchSink(st, auditstore.BatchOptions{Logger: logger})
+	defer func() {
+		if err := index.Close(); err != nil {
+			logger.Error("audit index", "err", err)
+		}
+	}()
+	g.Audit = auditstore.Tee(sink, index)
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
 	transport := "http"

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -142,9 +143,17 @@ func TestAuditNoSecrets(t *testing.T) {
 		t.Fatalf("audit tail --decision AUTH_FAILED: %v\n%s", err, out)
 	}
 	// The same records are in the store, for audit query (JSON Lines).
-	out, err = run(t, dir, nil, "audit", "query", "--decision", "DENIED", "--tool", "drop_table", "--format", "json")
-	if err != nil {
-		t.Fatalf("audit query: %v\n%s", err, out)
+	// (The store copy is written in batches: allow it a moment.)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		out, err = run(t, dir, nil, "audit", "query", "--decision", "DENIED", "--tool", "drop_table", "--format", "json")
+		if err != nil {
+			t.Fatalf("audit query: %v\n%s", err, out)
+		}
+		if strings.TrimSpace(out) != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var got map[string]any

@@ -64,6 +64,7 @@ func openAuditLog(cfg *config.Config, env func(string) (string, bool), m *metric
 		CheckpointEvery:  cfg.Audit.CheckpointEvery,
 		WaitForSync:      cfg.Audit.Durable,
 		FlushInterval:    cfg.Audit.FlushInterval,
+		BlockWhenFull:    cfg.Audit.BlockWhenFull,
 		MaxBytes:         cfg.Audit.MaxBytes,
 		MaxAge:           cfg.Audit.MaxAge,
 		OnBatch: func(_ int, latency time.Duration, err error) {

@@ -277,6 +277,9 @@ type AuditConfig struct {
 	// FlushInterval is how often records are written when Durable is
 	// false. Default 5ms.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// BlockWhenFull makes a request wait for room when the audit queue is
+	// full instead of being refused (the default, fail closed).
+	BlockWhenFull bool `yaml:"block_when_full"`
 	// CheckpointEvery writes a signed checkpoint after this many records
 	// (and at least every minute). Default 1000.
 	CheckpointEvery int `yaml:"checkpoint_every"`

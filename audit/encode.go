@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/jsonx"
 )
 
 // encoder turns a guard.Record into the body of a line: the JSON object
@@ -167,7 +168,7 @@ func (e *encoder) appendArgs(b []byte, args map[string]any) ([]byte, error) {
 			continue
 		case float64:
 			if !math.IsInf(v, 0) && !math.IsNaN(v) {
-				b = appendFloat(b, v)
+				b = jsonx.AppendFloat(b, v)
 				continue
 			}
 		}
@@ -178,25 +179,6 @@ func (e *encoder) appendArgs(b []byte, args map[string]any) ([]byte, error) {
 		b = appendEscaped(b, bytes.TrimSuffix(e.val.Bytes(), []byte{'\n'}))
 	}
 	return append(b, '}'), nil
-}
-
-// appendFloat appends the finite f as encoding/json does: like
-// strconv.FormatFloat(f, 'f', -1, 64), but with an exponent ('e', with no
-// leading zero in it) below 1e-6 and from 1e21 on.
-func appendFloat(b []byte, f float64) []byte {
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 to e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }
 
 // plain[c] is true for the ASCII bytes that stand for themselves in a JSON

@@ -2,11 +2,12 @@ package guard
 
 import (
 	"bytes"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/mcpguard/mcpguard/internal/jsonx"
 )
 
 // The canonical form of tool arguments (see [Guard.summarizeArgs]) is what
@@ -277,24 +278,8 @@ func (p *canonParser) number() bool {
 		return false
 	}
 	p.pos = i
-	p.s.out = appendJSONFloat(p.s.out, f)
+	p.s.out = jsonx.AppendFloat(p.s.out, f)
 	return true
-}
-
-// appendJSONFloat appends the finite f as encoding/json encodes a float64.
-func appendJSONFloat(b []byte, f float64) []byte {
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }
 
 // rawString reads a string literal without escapes, in valid UTF-8, and

@@ -132,7 +132,7 @@ func (m *MemoryLockout) Locked(_ context.Context, src string) (time.Duration, bo
 	if !ok {
 		return 0, false
 	}
-	if left := n.val.lockedUntil.Sub(m.now()); left > 0 {
+	if left := n.Value.val.lockedUntil.Sub(m.now()); left > 0 {
 		return left, true
 	}
 	return 0, false
@@ -149,7 +149,7 @@ func (m *MemoryLockout) Failure(_ context.Context, src string) (time.Duration, b
 	now := m.now()
 	var s *source
 	if n, ok := sh.get(key); ok {
-		s = n.val
+		s = n.Value.val
 	} else {
 		s = &source{failures: make([]time.Time, m.maxFailures)}
 		sh.add(string(key), s)

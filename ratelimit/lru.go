@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"hash/maphash"
 	"sync"
+
+	"github.com/mcpguard/mcpguard/internal/lrulist"
 )
 
 // maxKeyLen bounds the length of a stored map key. Longer keys (which only a
@@ -30,19 +32,20 @@ func boundKey(key []byte) []byte {
 	return append(out, sum[:]...)
 }
 
-// node is one entry of an lru, linked into its recency list.
-type node[V any] struct {
-	key        string
-	val        V
-	prev, next *node[V]
+// entry is one key and value of an lru.
+type entry[V any] struct {
+	key string
+	val V
 }
+
+// node is one entry of an lru, linked into its recency list.
+type node[V any] = lrulist.Node[entry[V]]
 
 // lru is a map bounded to cap entries with least-recently-used eviction. It is
 // not safe for concurrent use; shard serializes access.
 type lru[V any] struct {
 	m    map[string]*node[V]
-	head *node[V] // most recently used
-	tail *node[V] // least recently used
+	list lrulist.List[entry[V]]
 	cap  int
 	// harmless reports whether evicting v loses nothing (for example a full
 	// token bucket, which is indistinguishable from a new one). May be nil.
@@ -53,7 +56,7 @@ type lru[V any] struct {
 func (c *lru[V]) get(key []byte) (*node[V], bool) {
 	n, ok := c.m[string(key)]
 	if ok {
-		c.moveToFront(n)
+		c.list.MoveToFront(n)
 	}
 	return n, ok
 }
@@ -62,56 +65,23 @@ func (c *lru[V]) get(key []byte) (*node[V], bool) {
 // first when the lru is full. Among the evictScan least recently used entries
 // it evicts the oldest harmless one, or else the least recently used one.
 func (c *lru[V]) add(key string, v V) *node[V] {
-	if len(c.m) >= c.cap && c.tail != nil {
-		victim := c.tail
+	if len(c.m) >= c.cap && c.list.Back() != nil {
+		victim := c.list.Back()
 		if c.harmless != nil {
-			for n, i := c.tail, 0; n != nil && i < evictScan; n, i = n.prev, i+1 {
-				if c.harmless(n.val) {
+			for n, i := c.list.Back(), 0; n != nil && i < evictScan; n, i = n.Prev(), i+1 {
+				if c.harmless(n.Value.val) {
 					victim = n
 					break
 				}
 			}
 		}
-		c.unlink(victim)
-		delete(c.m, victim.key)
+		c.list.Remove(victim)
+		delete(c.m, victim.Value.key)
 	}
-	n := &node[V]{key: key, val: v}
-	c.m[n.key] = n
-	c.pushFront(n)
+	n := &node[V]{Value: entry[V]{key: key, val: v}}
+	c.m[key] = n
+	c.list.PushFront(n)
 	return n
-}
-
-func (c *lru[V]) unlink(n *node[V]) {
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		c.head = n.next
-	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		c.tail = n.prev
-	}
-	n.prev, n.next = nil, nil
-}
-
-func (c *lru[V]) pushFront(n *node[V]) {
-	n.next = c.head
-	if c.head != nil {
-		c.head.prev = n
-	}
-	c.head = n
-	if c.tail == nil {
-		c.tail = n
-	}
-}
-
-func (c *lru[V]) moveToFront(n *node[V]) {
-	if c.head == n {
-		return
-	}
-	c.unlink(n)
-	c.pushFront(n)
 }
 
 // shard is one independently locked part of a table.

@@ -260,7 +260,7 @@ func (l *Local) Limit(ctx context.Context, p *guard.Principal, tool string) (gua
 		c := &cs[i]
 		sh := &l.buckets.shards[c.shard]
 		if nd, ok := sh.get(keys[i]); ok {
-			c.lim = nd.val
+			c.lim = nd.Value.val
 		} else {
 			c.lim = rate.NewLimiter(c.rule.limit, c.rule.burst)
 			sh.add(string(keys[i]), c.lim)

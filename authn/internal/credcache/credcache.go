@@ -15,6 +15,8 @@ import (
 	"hash"
 	"sync"
 	"time"
+
+	"github.com/mcpguard/mcpguard/internal/lrulist"
 )
 
 // Key is the SHA-256 digest of a credential.
@@ -66,17 +68,17 @@ type Cache[V any] struct {
 type shard[V any] struct {
 	mu   sync.Mutex
 	m    map[Key]*node[V]
-	head *node[V] // most recently used
-	tail *node[V] // least recently used
+	list lrulist.List[entry[V]]
 	cap  int
 	_    [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
-type node[V any] struct {
-	key        Key
-	val        V
-	prev, next *node[V]
+type entry[V any] struct {
+	key Key
+	val V
 }
+
+type node[V any] = lrulist.Node[entry[V]]
 
 // New returns a Cache holding at most size entries, or nil when size is
 // not positive. The methods of a nil *Cache do nothing and find nothing, so
@@ -143,8 +145,8 @@ func (c *Cache[V]) Get(k Key) (v V, ok bool) {
 	if !ok {
 		return v, false
 	}
-	s.moveToFront(n)
-	return n.val, true
+	s.list.MoveToFront(n)
+	return n.Value.val, true
 }
 
 // Add stores v under k, replacing any value stored there, and evicts the
@@ -157,22 +159,22 @@ func (c *Cache[V]) Add(k Key, v V) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n, ok := s.m[k]; ok {
-		n.val = v
-		s.moveToFront(n)
+		n.Value.val = v
+		s.list.MoveToFront(n)
 		return
 	}
 	var n *node[V]
 	if len(s.m) >= s.cap {
 		// Reuse the evicted node rather than allocating another.
-		n = s.tail
-		s.unlink(n)
-		delete(s.m, n.key)
-		*n = node[V]{key: k, val: v}
+		n = s.list.Back()
+		s.list.Remove(n)
+		delete(s.m, n.Value.key)
+		n.Value = entry[V]{key: k, val: v}
 	} else {
-		n = &node[V]{key: k, val: v}
+		n = &node[V]{Value: entry[V]{key: k, val: v}}
 	}
 	s.m[k] = n
-	s.pushFront(n)
+	s.list.PushFront(n)
 }
 
 // Remove deletes the entry stored under k, if any.
@@ -184,7 +186,7 @@ func (c *Cache[V]) Remove(k Key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n, ok := s.m[k]; ok {
-		s.unlink(n)
+		s.list.Remove(n)
 		delete(s.m, k)
 	}
 }
@@ -214,37 +216,4 @@ func (c *Cache[V]) Cap() int {
 		total += c.shards[i].cap
 	}
 	return total
-}
-
-func (s *shard[V]) pushFront(n *node[V]) {
-	n.prev, n.next = nil, s.head
-	if s.head != nil {
-		s.head.prev = n
-	}
-	s.head = n
-	if s.tail == nil {
-		s.tail = n
-	}
-}
-
-func (s *shard[V]) unlink(n *node[V]) {
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		s.head = n.next
-	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		s.tail = n.prev
-	}
-	n.prev, n.next = nil, nil
-}
-
-func (s *shard[V]) moveToFront(n *node[V]) {
-	if s.head == n {
-		return
-	}
-	s.unlink(n)
-	s.pushFront(n)
 }

@@ -91,7 +91,7 @@ func TestLRUOrder(t *testing.T) {
 	c.Remove(key(1))
 	c.Remove(key(4))
 	s := &c.shards[0]
-	if s.head != nil || s.tail != nil || c.Len() != 0 {
+	if s.list.Front() != nil || s.list.Back() != nil || c.Len() != 0 {
 		t.Error("list not empty after removing every entry")
 	}
 	c.Add(key(5), 5)
@@ -151,8 +151,8 @@ func TestConcurrent(t *testing.T) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		count := 0
-		for n := s.head; n != nil; n = n.next {
-			if s.m[n.key] != n {
+		for n := s.list.Front(); n != nil; n = n.Next() {
+			if s.m[n.Value.key] != n {
 				t.Fatal("list node missing from map")
 			}
 			count++

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,7 +43,7 @@ func KeysCreate(ctx context.Context, out io.Writer, o KeyCreateOptions) error {
 		return errors.New("a key needs at least one --role")
 	}
 	for _, r := range o.Roles {
-		if o.KnownRoles != nil && !contains(o.KnownRoles, r) {
+		if o.KnownRoles != nil && !slices.Contains(o.KnownRoles, r) {
 			return fmt.Errorf("unknown role %q: the configuration defines %s", r, strings.Join(o.KnownRoles, ", "))
 		}
 	}
@@ -123,15 +124,6 @@ func TokensRevoke(ctx context.Context, out io.Writer, dataDir, jti string, expir
 	}
 	fmt.Fprintf(out, "Revoked token %s\n", printable(jti))
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func dash(s string) string {

@@ -260,11 +260,7 @@ func (v *validator) roles(p path, roles map[string]Role) {
 			v.add(rp, "role name must not be empty")
 		}
 		r := roles[name]
-		for i, parent := range r.Inherits {
-			if _, ok := roles[parent]; !ok {
-				v.add(rp.field("inherits").index(i), "%s", unknownRole(parent, roles))
-			}
-		}
+		v.knownRoles(rp.field("inherits"), r.Inherits, roles)
 		for i, perm := range r.Permissions {
 			if msg := checkPermission(perm); msg != "" {
 				v.add(rp.field("permissions").index(i), "%s", msg)
@@ -311,6 +307,15 @@ func (v *validator) cycles(p path, roles map[string]Role) {
 	}
 }
 
+// knownRoles reports every entry of list (at p) that names no defined role.
+func (v *validator) knownRoles(p path, list []string, roles map[string]Role) {
+	for i, r := range list {
+		if _, ok := roles[r]; !ok {
+			v.add(p.index(i), "%s", unknownRole(r, roles))
+		}
+	}
+}
+
 func unknownRole(name string, roles map[string]Role) string {
 	defined := slices.Sorted(maps.Keys(roles))
 	if len(defined) == 0 {
@@ -325,11 +330,7 @@ func (v *validator) users(p path, users map[string][]string, roles map[string]Ro
 		if strings.TrimSpace(subject) == "" {
 			v.add(up, "subject must not be empty")
 		}
-		for i, r := range users[subject] {
-			if _, ok := roles[r]; !ok {
-				v.add(up.index(i), "%s", unknownRole(r, roles))
-			}
-		}
+		v.knownRoles(up, users[subject], roles)
 	}
 }
 
@@ -340,11 +341,7 @@ func (v *validator) toolPermissions(p path, tools map[string]ToolRequirement, ro
 			v.add(tp, "tool name must not be empty")
 		}
 		req := tools[tool]
-		for i, r := range req.Roles {
-			if _, ok := roles[r]; !ok {
-				v.add(tp.field("roles").index(i), "%s", unknownRole(r, roles))
-			}
-		}
+		v.knownRoles(tp.field("roles"), req.Roles, roles)
 		for i, s := range req.Scopes {
 			if strings.TrimSpace(s) == "" {
 				v.add(tp.field("scopes").index(i), "must not be empty")
@@ -432,9 +429,5 @@ func (v *validator) roleList(p path, list []string, roles map[string]Role) {
 	if len(list) == 0 {
 		v.add(p, "must name at least one role")
 	}
-	for i, r := range list {
-		if _, ok := roles[r]; !ok {
-			v.add(p.index(i), "unknown role %q", r)
-		}
-	}
+	v.knownRoles(p, list, roles)
 }

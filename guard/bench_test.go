@@ -7,6 +7,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/audit"
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -57,17 +58,7 @@ func BenchmarkPipelineToolsCall(b *testing.B) {
 // benchCalls connects a client to server in memory and times tools/call.
 func benchCalls(b *testing.B, server *mcp.Server) {
 	ctx := context.Background()
-	st, ct := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, st, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ss.Close()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "b", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cs.Close()
+	cs := mcptest.ConnectInMemory(b, server)
 	params := &mcp.CallToolParams{Name: "query", Arguments: map[string]any{"table": "users"}}
 	b.ReportAllocs()
 	for b.Loop() {

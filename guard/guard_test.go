@@ -501,21 +501,11 @@ func TestStdioStyleInBand(t *testing.T) {
 			g := &guard.Guard{Authenticator: keyAuth{"dev-key": {Subject: "dave", Roles: []string{"developer"}}},
 				Authorizer: rbac(t), Audit: sink, Limiter: &budget{n: 3, used: map[string]int{}}}
 			server := newServer(g, guard.MCPOptions{Transport: "stdio", Credential: tc.cred})
-			st, ct := mcp.NewInMemoryTransports()
-			ss, err := server.Connect(ctx, st, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ss.Close()
-			cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(ctx, ct, nil)
-			if err != nil {
-				t.Fatalf("initialize must work without credentials: %v", err)
-			}
-			defer cs.Close()
+			cs := mcptest.ConnectInMemory(t, server)
 			if err := cs.Ping(ctx, nil); err != nil {
 				t.Fatalf("ping must work without credentials: %v", err)
 			}
-			_, err = cs.ListTools(ctx, nil)
+			_, err := cs.ListTools(ctx, nil)
 			var rpcErr *jsonrpc.Error
 			if tc.wantErr != 0 {
 				if !errors.As(err, &rpcErr) || rpcErr.Code != tc.wantErr {
@@ -650,18 +640,8 @@ func TestAuditNotReadyRefusesBeforeExecution(t *testing.T) {
 		return &mcp.CallToolResult{}, nil, nil
 	})
 	ctx := context.Background()
-	st, ct := mcp.NewInMemoryTransports()
-	ss, err := s.Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ss.Close()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}})
+	cs := mcptest.ConnectInMemory(t, s)
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "query", Arguments: map[string]any{}})
 	var rpcErr *jsonrpc.Error
 	if !errors.As(err, &rpcErr) || rpcErr.Code != guard.CodeUnavailable {
 		t.Fatalf("call with an unready audit sink: %v", err)

@@ -60,3 +60,22 @@ func Text(r *mcp.CallToolResult) string {
 	}
 	return b.String()
 }
+
+// ConnectInMemory connects the go-sdk client to server over an in-memory
+// transport pair; both ends are closed when the test ends.
+func ConnectInMemory(t testing.TB, server *mcp.Server) *mcp.ClientSession {
+	t.Helper()
+	ctx := context.Background()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := server.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatalf("server connect: %v", err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "mcpguard-test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatalf("client connect (initialize): %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}

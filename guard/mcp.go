@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -258,7 +259,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 	d := g.decide(ctx, p, a)
 	rec.Reason, rec.Policies = d.Reason, d.Policies
 	if !d.Allowed {
-		rec.Decision, rec.RequiredRoles = Denied, roleList(d.RequiredRoles)
+		rec.Decision, rec.RequiredRoles = Denied, slices.Clone(d.RequiredRoles)
 		rec.Duration = g.now().Sub(start)
 		if err := g.record(ctx, rec, c); err != nil {
 			return nil, auditUnavailable()
@@ -337,7 +338,7 @@ func (g *Guard) authorizeListen(ctx context.Context, req mcp.Request, c *caller,
 		a := Action{Method: "resources/read", Target: uri}
 		if d := g.decide(ctx, c.principal, a); !d.Allowed {
 			rec.Target = truncate(uri, maxTarget)
-			rec.Decision, rec.Reason, rec.Policies, rec.RequiredRoles = Denied, d.Reason, d.Policies, roleList(d.RequiredRoles)
+			rec.Decision, rec.Reason, rec.Policies, rec.RequiredRoles = Denied, d.Reason, d.Policies, slices.Clone(d.RequiredRoles)
 			if err := g.record(ctx, rec, c); err != nil {
 				return nil, auditUnavailable()
 			}

@@ -329,5 +329,3 @@ func rateLimitedReason(res LimitResult) string {
 	return fmt.Sprintf("rate limit exceeded (%s): retry after %ds", res.Scope, retrySeconds(res.RetryAfter))
 }
 
-// roleList is a stable copy for messages.
-func roleList(r []string) []string { return slices.Clone(r) }

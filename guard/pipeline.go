@@ -328,4 +328,3 @@ func (g *Guard) limit(ctx context.Context, p *Principal, tool string) (LimitResu
 func rateLimitedReason(res LimitResult) string {
 	return fmt.Sprintf("rate limit exceeded (%s): retry after %ds", res.Scope, retrySeconds(res.RetryAfter))
 }
-

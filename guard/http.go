@@ -259,13 +259,11 @@ func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *call
 	p, err := g.Authenticator.Authenticate(actx, cred)
 	endAuthn()
 	if err != nil {
-		if !errors.Is(err, ErrInvalidCredentials) {
-			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
+		if authFailure(rec, err) {
 			g.record(ctx, rec, c)
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
 			return nil, false
 		}
-		rec.Decision, rec.Reason = AuthFailed, err.Error()
 		if g.Lockout != nil {
 			if wait, locked := g.Lockout.Failure(ctx, source); locked {
 				rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))

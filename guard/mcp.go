@@ -3,7 +3,6 @@ package guard
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -106,13 +105,11 @@ func (g *Guard) authenticateInBand(ctx context.Context, method string, req mcp.R
 	endAuthn()
 	if err != nil {
 		rec := newRecord()
-		if !errors.Is(err, ErrInvalidCredentials) {
-			rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
-			g.record(ctx, rec, c)
+		internal := authFailure(rec, err)
+		g.record(ctx, rec, c)
+		if internal {
 			return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: "authentication is temporarily unavailable; try again later"}
 		}
-		rec.Decision, rec.Reason = AuthFailed, err.Error()
-		g.record(ctx, rec, c)
 		return nil, &jsonrpc.Error{Code: CodeUnauthenticated, Message: "authentication failed: the credential in MCP_API_KEY or MCP_AUTH_TOKEN is invalid, expired or revoked"}
 	}
 	c.principal = p

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -327,4 +328,17 @@ func (g *Guard) limit(ctx context.Context, p *Principal, tool string) (LimitResu
 
 func rateLimitedReason(res LimitResult) string {
 	return fmt.Sprintf("rate limit exceeded (%s): retry after %ds", res.Scope, retrySeconds(res.RetryAfter))
+}
+
+// authFailure completes rec for an Authenticator error and reports whether
+// it was an internal failure (the store unreachable, say), which is neither
+// the caller's fault nor a strike towards lockout, rather than a refused
+// credential.
+func authFailure(rec *Record, err error) (internal bool) {
+	if !errors.Is(err, ErrInvalidCredentials) {
+		rec.Decision, rec.Reason = Failed, "authentication unavailable: "+err.Error()
+		return true
+	}
+	rec.Decision, rec.Reason = AuthFailed, err.Error()
+	return false
 }

@@ -30,13 +30,18 @@ func (r *RBAC) oldAuthorize(p *guard.Principal, a guard.Action) guard.Decision {
 					Policies:      policy,
 				}
 			}
+			var missing []string
 			for _, scope := range req.Scopes {
 				if !slices.Contains(p.Scopes, scope) {
-					return guard.Decision{
-						Reason:        fmt.Sprintf("tool %s requires scope %s", a.Target, scope),
-						RequiredRoles: slices.Clone(req.Roles),
-						Policies:      policy,
-					}
+					missing = append(missing, scope)
+				}
+			}
+			if len(missing) > 0 {
+				return guard.Decision{
+					Reason:        fmt.Sprintf("tool %s requires scope %s", a.Target, missing[0]),
+					RequiredRoles: slices.Clone(req.Roles),
+					Policies:      policy,
+					MissingScopes: missing,
 				}
 			}
 			reason := fmt.Sprintf("tool %s requirement met", a.Target)

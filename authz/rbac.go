@@ -210,10 +210,12 @@ func walk(roles map[string]Role, name string, path []string, order *[]string) er
 }
 
 // Roles returns the roles p holds before inheritance: its credential's roles
-// plus those the policy grants its subject.
+// plus those the policy grants its subject. A scope-limited principal (an
+// OAuth token whose roles its scopes already narrowed) gets no roles from
+// the Users map, which would widen the token beyond what was consented to.
 func (r *RBAC) Roles(p *guard.Principal) []string {
 	extra := r.users[p.Subject]
-	if len(extra) == 0 {
+	if len(extra) == 0 || p.ScopeLimited {
 		return p.Roles
 	}
 	out := slices.Clone(p.Roles)
@@ -316,12 +318,19 @@ func (r *RBAC) checkRequirement(p *guard.Principal, held []string, t *toolRule, 
 			Policies:      t.policies,
 		}
 	}
-	for _, scope := range t.req.Scopes {
+	for i, scope := range t.req.Scopes {
 		if !slices.Contains(p.Scopes, scope) {
+			missing := []string{scope}
+			for _, more := range t.req.Scopes[i+1:] {
+				if !slices.Contains(p.Scopes, more) {
+					missing = append(missing, more)
+				}
+			}
 			return guard.Decision{
 				Reason:        "tool " + a.Target + " requires scope " + scope,
 				RequiredRoles: slices.Clone(t.req.Roles),
 				Policies:      t.policies,
+				MissingScopes: missing,
 			}
 		}
 	}

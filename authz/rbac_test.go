@@ -202,3 +202,53 @@ func TestHasRole(t *testing.T) {
 		t.Fatal("nil principal has a role")
 	}
 }
+
+// A token of mcpguard's authorization server carries roles already narrowed
+// by its scopes; the Users map must not widen it, while it still applies to
+// the same subject authenticated otherwise.
+func TestScopeLimitedPrincipalIgnoresUsersMap(t *testing.T) {
+	t.Parallel()
+	r, err := authz.NewRBAC(authz.Policy{
+		Roles: map[string]authz.Role{
+			"viewer": {Permissions: []string{"tools:call:query"}},
+			"admin":  {Inherits: []string{"viewer"}, Permissions: []string{"tools:call:*"}},
+		},
+		Users: map[string][]string{"ann": {"admin"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	drop := guard.Action{Method: "tools/call", Target: "drop_table"}
+	jwtAnn := &guard.Principal{Subject: "ann", Method: guard.MethodJWT, Roles: []string{"viewer"}}
+	if !r.Authorize(ctx, jwtAnn, drop).Allowed {
+		t.Fatal("the Users map should grant ann admin")
+	}
+	oauthAnn := &guard.Principal{Subject: "ann", Method: guard.MethodOAuth, Roles: []string{"viewer"}, ScopeLimited: true}
+	if d := r.Authorize(ctx, oauthAnn, drop); d.Allowed {
+		t.Fatalf("a scope-limited token was widened by the Users map: %+v", d)
+	}
+	if got := r.Roles(oauthAnn); !slices.Equal(got, []string{"viewer"}) {
+		t.Fatalf("Roles = %v", got)
+	}
+}
+
+func TestMissingScopes(t *testing.T) {
+	t.Parallel()
+	r, err := authz.NewRBAC(authz.Policy{
+		Roles: map[string]authz.Role{"admin": {}},
+		Tools: map[string]authz.Requirement{"delete_users": {Roles: []string{"admin"}, Scopes: []string{"mcp:admin", "mcp:write"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &guard.Principal{Subject: "a", Roles: []string{"admin"}, Scopes: []string{"mcp:admin"}}
+	d := r.Authorize(context.Background(), p, guard.Action{Method: "tools/call", Target: "delete_users"})
+	if d.Allowed || !slices.Equal(d.MissingScopes, []string{"mcp:write"}) {
+		t.Fatalf("decision = %+v", d)
+	}
+	p.Scopes = append(p.Scopes, "mcp:write")
+	if d := r.Authorize(context.Background(), p, guard.Action{Method: "tools/call", Target: "delete_users"}); !d.Allowed || d.MissingScopes != nil {
+		t.Fatalf("decision = %+v", d)
+	}
+}

@@ -38,6 +38,9 @@ type AuthMethod string
 const (
 	MethodAPIKey AuthMethod = "api_key"
 	MethodJWT    AuthMethod = "jwt"
+	// MethodOAuth is an access token issued by mcpguard's own
+	// authorization server (package oauth).
+	MethodOAuth AuthMethod = "oauth"
 )
 
 // Principal is the authenticated caller. One Principal flows through every
@@ -65,6 +68,12 @@ type Principal struct {
 	Permissions []string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
+	// ScopeLimited is true when Roles were already narrowed by the
+	// credential's OAuth scopes when it was issued (tokens of mcpguard's own
+	// authorization server). Authorizers must not grant such a principal
+	// roles from elsewhere (authz.RBAC skips its Users map), or a token
+	// could exceed the scopes its user consented to.
+	ScopeLimited bool
 }
 
 // ID returns a stable identifier for the principal, unique across issuers and

@@ -42,6 +42,17 @@ type HTTPOptions struct {
 	// challenges (RFC 9728) so that OAuth clients can discover the
 	// authorization server.
 	ResourceMetadataURL string
+	// ChallengeScopes, when set, are the scopes a 401 challenge asks a
+	// client to request ("scope" parameter, MCP authorization spec): the
+	// least privilege that lets a client work, not every scope there is.
+	ChallengeScopes []string
+	// StepUp, when set, turns a refused tools/call or prompts/get into an HTTP 403 insufficient_scope challenge (RFC 6750
+	// §3.1) when the caller could obtain the action with more scopes: it
+	// returns the complete scope set to request (the caller's scopes plus
+	// those missing), or nil when more scopes would not help, in which case
+	// the request continues and is refused in band with ACCESS DENIED as
+	// usual.
+	StepUp func(p *Principal, a Action, d Decision) []string
 }
 
 // DefaultMaxBodyBytes is the default request-body bound.
@@ -221,6 +232,9 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		c.charge(tool)
+		if g.stepUp(w, r, c, rec, env) {
+			return
+		}
 
 		r2 := r.Clone(context.WithValue(ctx, callerKey{}, c))
 		r2.Header.Del("X-API-Key")
@@ -231,6 +245,45 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 		}
 		inject.ServeHTTP(w, r2)
 	})
+}
+
+// stepUp answers a call the caller's token does not cover, but a token with
+// more scopes would, with 403 insufficient_scope, so that an OAuth client
+// re-authorizes with the larger scope set (MCP authorization spec, "Scope
+// challenge handling"). It reports whether it answered. The decision is the
+// Authorizer's, the same one MCPMiddleware would reach.
+func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, env envelope) bool {
+	if g.HTTP.StepUp == nil || env.tool == "" {
+		return false
+	}
+	var a Action
+	switch env.method {
+	case "tools/call", "prompts/get":
+		a = Action{Method: env.method, Target: env.tool}
+	default:
+		return false
+	}
+	d := g.Authorizer.Authorize(r.Context(), c.principal, a)
+	if d.Allowed {
+		return false
+	}
+	scopes := g.HTTP.StepUp(c.principal, a, d)
+	if len(scopes) == 0 {
+		return false
+	}
+	scope := strings.Join(scopes, " ")
+	rec.Decision, rec.Reason = Denied, d.Reason+"; insufficient scope, step-up to "+scope+" requested"
+	rec.RequiredRoles, rec.Policies = d.RequiredRoles, d.Policies
+	g.record(r.Context(), rec, c)
+	description := "this call needs scope " + scope + "; authorize again with it"
+	params := []string{`error="insufficient_scope"`, fmt.Sprintf("scope=%q", scope)}
+	if g.HTTP.ResourceMetadataURL != "" {
+		params = append(params, fmt.Sprintf("resource_metadata=%q", g.HTTP.ResourceMetadataURL))
+	}
+	params = append(params, fmt.Sprintf("error_description=%q", description))
+	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	writeError(w, http.StatusForbidden, "insufficient_scope", description)
+	return true
 }
 
 // authenticateHTTP is the HTTP authentication stage: lockout, credential,
@@ -367,6 +420,9 @@ func (g *Guard) challenge(w http.ResponseWriter, errCode, description string) {
 	params := []string{fmt.Sprintf("realm=%q", realm)}
 	if g.HTTP.ResourceMetadataURL != "" {
 		params = append(params, fmt.Sprintf("resource_metadata=%q", g.HTTP.ResourceMetadataURL))
+	}
+	if len(g.HTTP.ChallengeScopes) > 0 {
+		params = append(params, fmt.Sprintf("scope=%q", strings.Join(g.HTTP.ChallengeScopes, " ")))
 	}
 	if errCode != "" {
 		params = append(params, fmt.Sprintf("error=%q", errCode), fmt.Sprintf("error_description=%q", description))

@@ -72,6 +72,9 @@ type Decision struct {
 	RequiredRoles []string
 	// Policies names the rules that determined the decision, when known.
 	Policies []string
+	// MissingScopes lists OAuth scopes the principal lacks and a rule
+	// requires, when a scope is what refused the action.
+	MissingScopes []string
 }
 
 // Authorizer decides whether a principal may perform an action. It must deny

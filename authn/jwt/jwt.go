@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -131,6 +132,21 @@ type Config struct {
 	// of preference. Nil means {"client_id", "azp"}.
 	ClientIDClaims []string
 
+	// RoleMap, when not nil, translates the roles claim: each value the
+	// identity provider puts there (a group, say) grants the roles it maps
+	// to, and values it does not map grant nothing. Nil takes the claim's
+	// values as role names.
+	RoleMap map[string][]string
+	// Method is the AuthMethod of the principals this Authenticator
+	// returns. Empty means guard.MethodJWT; mcpguard's own authorization
+	// server's tokens use guard.MethodOAuth.
+	Method guard.AuthMethod
+	// ScopeLimited marks the principals as scope-limited (see
+	// guard.Principal.ScopeLimited): set it for an issuer that narrows the
+	// roles claim by the granted scopes, as mcpguard's own authorization
+	// server does. Such tokens' permissions claim is ignored.
+	ScopeLimited bool
+
 	// Revocations, if set, is asked about every token that carries a "jti"
 	// (for a cached token, at most once per RevocationRecheck).
 	Revocations RevocationChecker
@@ -171,6 +187,9 @@ type Authenticator struct {
 	permClaim   string
 	clientIDs   []string
 	revocations RevocationChecker
+	roleMap     map[string][]string
+	method      guard.AuthMethod
+	limited     bool
 	now         func() time.Time
 
 	cache    *credcache.Cache[*cachedToken] // nil when disabled
@@ -244,6 +263,9 @@ func New(cfg Config) (*Authenticator, error) {
 		permClaim:   cmp.Or(cfg.PermissionsClaim, defaultPermissionClaim),
 		clientIDs:   slices.Clone(cfg.ClientIDClaims),
 		revocations: cfg.Revocations,
+		roleMap:     maps.Clone(cfg.RoleMap),
+		method:      cmp.Or(cfg.Method, guard.MethodJWT),
+		limited:     cfg.ScopeLimited,
 		now:         cfg.Now,
 		cache:       credcache.New[*cachedToken](cmp.Or(cfg.CacheSize, defaultCacheSize)),
 		cacheTTL:    cmp.Or(cfg.CacheTTL, defaultCacheTTL),
@@ -557,13 +579,16 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 	}
 
 	p := &guard.Principal{
-		Subject:     c.Subject,
-		Issuer:      c.Issuer,
-		Method:      guard.MethodJWT,
-		TokenID:     c.ID,
-		Roles:       stringList(raw[a.rolesClaim]),
-		Permissions: stringList(raw[a.permClaim]),
-		ExpiresAt:   tv.exp,
+		Subject:      c.Subject,
+		Issuer:       c.Issuer,
+		Method:       a.method,
+		TokenID:      c.ID,
+		Roles:        a.mapRoles(stringList(raw[a.rolesClaim])),
+		ExpiresAt:    tv.exp,
+		ScopeLimited: a.limited,
+	}
+	if !a.limited {
+		p.Permissions = stringList(raw[a.permClaim])
 	}
 	for _, name := range a.scopeClaims {
 		if v, ok := raw[name]; ok {
@@ -579,6 +604,22 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 		}
 	}
 	return p, tv, nil
+}
+
+// mapRoles applies the RoleMap, if any, to the roles claim's values.
+func (a *Authenticator) mapRoles(claimed []string) []string {
+	if a.roleMap == nil {
+		return claimed
+	}
+	var roles []string
+	for _, v := range claimed {
+		for _, r := range a.roleMap[v] {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	return roles
 }
 
 // decodeClaims fills the registered claims in c from raw. A registered

@@ -322,6 +322,18 @@ func TestClaimsMapping(t *testing.T) {
 			},
 			roles: []string{"ops"}, scopes: []string{"x"}, perms: []string{"p:q"}, client: "c1",
 		},
+		{
+			name:  "role map translates groups and drops unmapped ones",
+			cfg:   func(c *Config) { c.RoleMap = map[string][]string{"eng": {"developer"}, "sre": {"developer", "admin"}} },
+			extra: map[string]any{"roles": []string{"eng", "sales", "sre"}},
+			roles: []string{"developer", "admin"},
+		},
+		{
+			name:  "scope-limited issuer: permissions claim ignored",
+			cfg:   func(c *Config) { c.ScopeLimited = true },
+			extra: map[string]any{"roles": []string{"viewer"}, "permissions": []string{"tools:call:*"}},
+			roles: []string{"viewer"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,6 +359,13 @@ func TestClaimsMapping(t *testing.T) {
 			check("Permissions", p.Permissions, tt.perms)
 			if p.ClientID != tt.client {
 				t.Errorf("ClientID = %q, want %q", p.ClientID, tt.client)
+			}
+			var probe Config
+			if tt.cfg != nil {
+				tt.cfg(&probe)
+			}
+			if p.ScopeLimited != probe.ScopeLimited || p.Method != guard.MethodJWT {
+				t.Errorf("ScopeLimited = %v, Method = %q", p.ScopeLimited, p.Method)
 			}
 		})
 	}

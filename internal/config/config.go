@@ -43,6 +43,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -84,6 +85,8 @@ type Config struct {
 	Tracing TracingConfig `yaml:"tracing"`
 	// Admin configures the read-only admin page at /admin/.
 	Admin AdminConfig `yaml:"admin"`
+	// OAuth configures the built-in OAuth 2.1 authorization server.
+	OAuth OAuthConfig `yaml:"oauth"`
 }
 
 // ServerConfig configures the HTTP server.
@@ -110,6 +113,11 @@ type ServerConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// SessionTimeout is how long an idle MCP session is kept. Default 30m.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// PublicURL is the scheme://host[:port] clients reach mcpguard at
+	// (behind a proxy, the proxy's). It is the OAuth issuer and, with Path,
+	// the canonical resource URL tokens must be issued for. Empty means
+	// http://<addr>.
+	PublicURL string `yaml:"public_url"`
 }
 
 // AuthConfig configures authentication. At least one method must be
@@ -119,6 +127,10 @@ type AuthConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
 	// JWT configures bearer-token (JWT) authentication.
 	JWT JWTConfig `yaml:"jwt"`
+	// Providers are external identity providers whose tokens are trusted:
+	// JWTs verified with the provider's JWKS, or opaque tokens checked by
+	// introspection (RFC 7662). File only.
+	Providers []ProviderConfig `yaml:"providers"`
 	// RevocationRecheck is how long a verified API key or JWT is trusted
 	// from mcpguard's cache before the store is asked again whether it was
 	// revoked: a revocation made by another process (mcpguard keys revoke,
@@ -159,6 +171,85 @@ type JWTConfig struct {
 	Keys []JWTKey `yaml:"keys"`
 	// Claims names the token claims mcpguard reads.
 	Claims ClaimsConfig `yaml:"claims"`
+}
+
+// ProviderConfig is one trusted external identity provider. Exactly one of
+// JWKSURL (JWT access tokens) and IntrospectionURL (opaque tokens) is set.
+type ProviderConfig struct {
+	// Name identifies the provider in messages.
+	Name string `yaml:"name"`
+	// Issuer is the provider's issuer identifier: the "iss" its tokens
+	// carry, and what protected-resource metadata advertises.
+	Issuer string `yaml:"issuer"`
+	// Audiences lists accepted "aud" values. Default: the canonical
+	// resource URL (server.public_url + server.path), so that a token
+	// issued for another service is refused (RFC 8707).
+	Audiences []string `yaml:"audiences"`
+	// JWKSURL is the provider's JWK Set (https; http only on loopback).
+	JWKSURL string `yaml:"jwks_url"`
+	// IntrospectionURL is the provider's RFC 7662 endpoint.
+	IntrospectionURL string `yaml:"introspection_url"`
+	// ClientID and ClientSecret authenticate mcpguard to the introspection
+	// endpoint; the secret is a reference (env:NAME or file:/path).
+	ClientID     string    `yaml:"client_id"`
+	ClientSecret SecretRef `yaml:"client_secret"`
+	// Claims names the claims carrying roles, scopes and permissions.
+	Claims ClaimsConfig `yaml:"claims"`
+	// RoleMap maps a value of the roles claim (a group, say) to mcpguard
+	// roles; when set, unmapped values grant nothing.
+	RoleMap map[string][]string `yaml:"role_map"`
+}
+
+// OAuthConfig configures mcpguard's built-in OAuth 2.1 authorization
+// server, through which MCP clients that know only the server URL
+// discover, register, sign a person in and get tokens.
+type OAuthConfig struct {
+	// Enabled runs the authorization server. Default true; set false when
+	// an external identity provider (auth.providers) issues the tokens.
+	Enabled bool `yaml:"enabled"`
+	// AccessTokenTTL is the lifetime of access tokens. Default 15m.
+	AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
+	// RefreshTokenTTL is the lifetime of a refresh token (each rotation
+	// issues a new one). Default 720h.
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	// CodeTTL is the lifetime of authorization codes, at most 60s.
+	// Default 60s.
+	CodeTTL time.Duration `yaml:"code_ttl"`
+	// DynamicRegistration allows RFC 7591 client registration. Default
+	// true.
+	DynamicRegistration bool `yaml:"dynamic_registration"`
+	// MaxDynamicClients bounds dynamically registered clients. Default
+	// 1000.
+	MaxDynamicClients int `yaml:"max_dynamic_clients"`
+	// ClientIDMetadataDocuments accepts https URLs as client ids (Client ID
+	// Metadata Documents). Default true.
+	ClientIDMetadataDocuments bool `yaml:"client_id_metadata_documents"`
+	// AllowPrivateMetadataURLs lets metadata documents be fetched from
+	// loopback and private addresses. Default false: only for tests.
+	AllowPrivateMetadataURLs bool `yaml:"allow_private_metadata_urls"`
+	// Scopes maps each scope to the role it grants (when the user holds
+	// it). Given in the file, it replaces the default entirely. File only.
+	Scopes map[string]OAuthScope `yaml:"scopes"`
+	// DefaultScopes are granted when a client asks for none, and named in
+	// 401 challenges. Default [mcp:read, mcp:tools].
+	DefaultScopes []string `yaml:"default_scopes"`
+	// LoginMaxFailures locks a user out after this many failed password or
+	// MFA attempts in a row. Default 5.
+	LoginMaxFailures int `yaml:"login_max_failures"`
+	// LoginLockout is how long the lockout lasts. Default 15m.
+	LoginLockout time.Duration `yaml:"login_lockout"`
+	// SessionKey seals the login cookies (at least 32 bytes), as a
+	// reference. Empty means <data_dir>/oauth-session.key, created on
+	// first start.
+	SessionKey SecretRef `yaml:"session_key"`
+}
+
+// OAuthScope is one OAuth scope.
+type OAuthScope struct {
+	// Role is the role the scope grants, if the user holds it.
+	Role string `yaml:"role"`
+	// Description is shown on the consent page.
+	Description string `yaml:"description"`
 }
 
 // JWTKey is one static JWT verification key, pinned to one algorithm.
@@ -343,6 +434,7 @@ func Default() *Config {
 		Auth: AuthConfig{
 			RevocationRecheck: time.Second,
 			APIKeys:           APIKeysConfig{Enabled: true},
+			Providers:         []ProviderConfig{},
 			JWT: JWTConfig{
 				Enabled:                false,
 				Audiences:              []string{},
@@ -398,7 +490,37 @@ func Default() *Config {
 		},
 		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
 		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},
+		OAuth: OAuthConfig{
+			Enabled:                   true,
+			AccessTokenTTL:            15 * time.Minute,
+			RefreshTokenTTL:           720 * time.Hour,
+			CodeTTL:                   60 * time.Second,
+			DynamicRegistration:       true,
+			MaxDynamicClients:         1000,
+			ClientIDMetadataDocuments: true,
+			Scopes: map[string]OAuthScope{
+				"mcp:read":  {Role: "viewer", Description: "List tables and run read-only queries"},
+				"mcp:tools": {Role: "developer", Description: "Run SQL that changes data"},
+				"mcp:admin": {Role: "admin", Description: "Administer: delete users, drop tables, read every resource"},
+			},
+			DefaultScopes:    []string{"mcp:read", "mcp:tools"},
+			LoginMaxFailures: 5,
+			LoginLockout:     15 * time.Minute,
+		},
 	}
+}
+
+// ResourceURL is the canonical URL of the MCP endpoint: the audience
+// tokens must be issued for (RFC 8707).
+func (c *Config) ResourceURL() string { return c.BaseURL() + c.Server.Path }
+
+// BaseURL is server.public_url, or http://<server.addr> when it is empty,
+// without a trailing slash.
+func (c *Config) BaseURL() string {
+	if c.Server.PublicURL != "" {
+		return strings.TrimSuffix(c.Server.PublicURL, "/")
+	}
+	return "http://" + c.Server.Addr
 }
 
 // Load reads the configuration file at path, decodes it strictly on top of

@@ -191,9 +191,9 @@ func TestErrors(t *testing.T) {
 		{"empty data_dir", "data_dir: \"\"\n",
 			"mcpguard.yaml:1: data_dir: must not be empty"},
 		{"unknown field", "server:\n  addr: 127.0.0.1:8080\n  adress: x\n",
-			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout)"},
+			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url)"},
 		{"unknown top-level field", "# comment\n\nlogging: debug\n",
-			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin)"},
+			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth)"},
 		{"unknown field in flow mapping", "roles:\n  viewer: {permissions: [\"tools:call:query\"], inherit: []}\ntool_permissions: {}\n",
 			"mcpguard.yaml:2: roles.viewer.inherit: unknown field (valid fields here: inherits, permissions)"},
 		{"duplicate key", "audit:\n  log: a.log\n  log: b.log\n",
@@ -209,7 +209,7 @@ func TestErrors(t *testing.T) {
 		{"top level list", "- a\n- b\n",
 			"mcpguard.yaml:1: the top level must be a mapping of settings"},
 		{"anchor on unknown field", "base: &b {log: x}\n",
-			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin)"},
+			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth)"},
 		{"merge key refused", "audit:\n  <<: {log: x}\n",
 			"mcpguard.yaml:2: audit: merge keys (<<) are not supported"},
 		{"empty audit log", "audit:\n  log: \"\"\n",
@@ -248,6 +248,25 @@ func TestErrors(t *testing.T) {
 			`mcpguard.yaml:4: users["bob.smith@example.com"][1]: unknown role "root" (defined roles: admin, developer, viewer)`},
 		{"unknown tool role", "tool_permissions:\n  query: {roles: [viewer]}\n  drop_table:\n    roles: [superuser]\n",
 			`mcpguard.yaml:4: tool_permissions.drop_table.roles[0]: unknown role "superuser" (defined roles: admin, developer, viewer)`},
+		{"public url with path", "server:\n  public_url: https://mcp.example.com/base\n",
+			"mcpguard.yaml:2: server.public_url: must be scheme://host[:port] such as https://mcp.example.com (no path)"},
+		{"code ttl too long", "oauth:\n  code_ttl: 5m\n",
+			"mcpguard.yaml:2: oauth.code_ttl: must be a positive duration of at most 60s"},
+		{"scope with unknown role", "oauth:\n  scopes:\n    mcp:all: {role: root}\n  default_scopes: [mcp:all]\n",
+			`mcpguard.yaml:3: oauth.scopes["mcp:all"].role: unknown role "root" (defined roles: admin, developer, viewer)`},
+		{"unknown default scope", "oauth:\n  default_scopes: [mcp:read, mcp:everything]\n",
+			`mcpguard.yaml:2: oauth.default_scopes[1]: unknown scope "mcp:everything" (define it under oauth.scopes)`},
+		{"inline session key", "oauth:\n  session_key: s3cr3t-value\n",
+			"mcpguard.yaml:2: oauth.session_key: inline secrets are not allowed; use env:NAME or file:/path"},
+		{"provider without keys", "auth:\n  providers:\n    - name: okta\n      issuer: https://okta.example\n",
+			"mcpguard.yaml:3: auth.providers[0]: set jwks_url (JWT access tokens) or introspection_url (opaque tokens)"},
+		{"provider introspection without client", "auth:\n  providers:\n    - name: corp\n      issuer: https://sso.example\n      introspection_url: https://sso.example/introspect\n",
+			"mcpguard.yaml:3: auth.providers[0].client_id: required with introspection_url\n" +
+				"mcpguard.yaml:3: auth.providers[0].client_secret: required with introspection_url; use env:NAME or file:/path"},
+		{"provider duplicate issuer and bad role map", "auth:\n  providers:\n    - {name: a, issuer: https://i.example, jwks_url: https://i.example/k}\n    - name: b\n      issuer: https://i.example\n      jwks_url: http://i.example/k\n      role_map: {eng: [root]}\n",
+			"mcpguard.yaml:5: auth.providers[1].issuer: duplicate issuer (also providers[0])\n" +
+				"mcpguard.yaml:6: auth.providers[1].jwks_url: must use https (http is allowed only for a loopback host)\n" +
+				`mcpguard.yaml:7: auth.providers[1].role_map.eng[0]: unknown role "root" (defined roles: admin, developer, viewer)`},
 		{"replaced roles leave default tool_permissions dangling", "roles:\n  ops: {permissions: [\"tools:call:*\"]}\nrate_limit:\n  tools: {}\n",
 			`mcpguard.yaml: tool_permissions.delete_users.roles[0]: unknown role "admin" (defined roles: ops); tool_permissions is not in the file, so the built-in default applies: define tool_permissions for your roles` + "\n" +
 				`mcpguard.yaml: tool_permissions.describe_table.roles[0]: unknown role "viewer" (defined roles: ops); tool_permissions is not in the file, so the built-in default applies: define tool_permissions for your roles` + "\n" +
@@ -371,7 +390,7 @@ audit:
 	}
 	want := []string{
 		"mcpguard.yaml:2: server.path: must start with /",
-		"mcpguard.yaml:3: server.bogus: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout)",
+		"mcpguard.yaml:3: server.bogus: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url)",
 		"mcpguard.yaml:5: rate_limit.requests_per_minute: must be an integer",
 		"mcpguard.yaml:6: rate_limit.burst: must not be negative",
 		"mcpguard.yaml:8: auth.jwt.issuer: required when auth.jwt.enabled is true",

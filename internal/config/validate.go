@@ -50,6 +50,8 @@ func validate(c *Config) []problem {
 	v.rateLimit(path{}.field("rate_limit"), &c.RateLimit)
 	v.audit(path{}.field("audit"), &c.Audit)
 	v.observability(c)
+	v.oauth(path{}.field("oauth"), &c.OAuth, c.Roles)
+	v.providers(path{}.field("auth").field("providers"), c.Auth.Providers, c.Roles)
 	return v.problems
 }
 
@@ -89,6 +91,106 @@ func (v *validator) server(p path, s *ServerConfig) {
 	v.positiveDuration(p.field("read_timeout"), s.ReadTimeout)
 	v.positiveDuration(p.field("idle_timeout"), s.IdleTimeout)
 	v.positiveDuration(p.field("session_timeout"), s.SessionTimeout)
+	if s.PublicURL != "" && !isOrigin(strings.TrimSuffix(s.PublicURL, "/")) {
+		v.add(p.field("public_url"), "must be scheme://host[:port] such as https://mcp.example.com (no path)")
+	}
+}
+
+func (v *validator) oauth(p path, o *OAuthConfig, roles map[string]Role) {
+	v.positiveDuration(p.field("access_token_ttl"), o.AccessTokenTTL)
+	v.positiveDuration(p.field("refresh_token_ttl"), o.RefreshTokenTTL)
+	if o.CodeTTL <= 0 || o.CodeTTL > time.Minute {
+		v.add(p.field("code_ttl"), "must be a positive duration of at most 60s")
+	}
+	v.nonNegative(p.field("max_dynamic_clients"), o.MaxDynamicClients)
+	v.positive(p.field("login_max_failures"), int64(o.LoginMaxFailures))
+	v.positiveDuration(p.field("login_lockout"), o.LoginLockout)
+	if o.SessionKey != "" && !o.SessionKey.Valid() {
+		v.add(p.field("session_key"), "%s", inlineSecretMsg(o.SessionKey))
+	}
+	if o.Enabled && len(o.Scopes) == 0 {
+		v.add(p.field("scopes"), "at least one scope is required when oauth.enabled is true")
+	}
+	defaultScopes := maps.Equal(o.Scopes, Default().OAuth.Scopes)
+	for _, name := range slices.Sorted(maps.Keys(o.Scopes)) {
+		sp := p.field("scopes").key(name)
+		if name == "" || strings.ContainsAny(name, " \"\\") || !isPrintableASCII(name) {
+			v.add(sp, "a scope name must be printable ASCII without spaces, quotes or backslashes")
+		}
+		// The built-in scopes name the built-in roles; a file that replaces
+		// the roles need not replace them too: a scope whose role does not
+		// exist grants nothing.
+		if _, ok := roles[o.Scopes[name].Role]; !ok && !defaultScopes {
+			v.add(sp.field("role"), "%s", unknownRole(o.Scopes[name].Role, roles))
+		}
+	}
+	for i, s := range o.DefaultScopes {
+		if _, ok := o.Scopes[s]; !ok {
+			v.add(p.field("default_scopes").index(i), "unknown scope %q (define it under oauth.scopes)", s)
+		}
+	}
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) providers(p path, list []ProviderConfig, roles map[string]Role) {
+	names := map[string]int{}
+	issuers := map[string]int{}
+	for i, pr := range list {
+		pp := p.index(i)
+		if pr.Name == "" {
+			v.add(pp.field("name"), "required")
+		} else if first, dup := names[pr.Name]; dup {
+			v.add(pp.field("name"), "duplicate provider name %q (also providers[%d])", pr.Name, first)
+		} else {
+			names[pr.Name] = i
+		}
+		if pr.Issuer == "" {
+			v.add(pp.field("issuer"), "required: the issuer identifier in the provider's tokens")
+		} else if first, dup := issuers[pr.Issuer]; dup {
+			v.add(pp.field("issuer"), "duplicate issuer (also providers[%d])", first)
+		} else {
+			issuers[pr.Issuer] = i
+		}
+		switch {
+		case pr.JWKSURL == "" && pr.IntrospectionURL == "":
+			v.add(pp, "set jwks_url (JWT access tokens) or introspection_url (opaque tokens)")
+		case pr.JWKSURL != "" && pr.IntrospectionURL != "":
+			v.add(pp, "set only one of jwks_url and introspection_url")
+		case pr.JWKSURL != "":
+			if msg := checkJWKSURL(pr.JWKSURL); msg != "" {
+				v.add(pp.field("jwks_url"), "%s", msg)
+			}
+		default:
+			if msg := checkJWKSURL(pr.IntrospectionURL); msg != "" {
+				v.add(pp.field("introspection_url"), "%s", msg)
+			}
+			if pr.ClientID == "" {
+				v.add(pp.field("client_id"), "required with introspection_url")
+			}
+			if pr.ClientSecret == "" {
+				v.add(pp.field("client_secret"), "required with introspection_url; use env:NAME or file:/path")
+			}
+		}
+		if pr.ClientSecret != "" && !pr.ClientSecret.Valid() {
+			v.add(pp.field("client_secret"), "%s", inlineSecretMsg(pr.ClientSecret))
+		}
+		for i, aud := range pr.Audiences {
+			if aud == "" {
+				v.add(pp.field("audiences").index(i), "must not be empty")
+			}
+		}
+		for _, group := range slices.Sorted(maps.Keys(pr.RoleMap)) {
+			v.knownRoles(pp.field("role_map").key(group), pr.RoleMap[group], roles)
+		}
+	}
 }
 
 // checkAddr returns why addr is not a valid listen address, or "".

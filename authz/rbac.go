@@ -361,6 +361,11 @@ func (r *RBAC) rolesGranting(perm string) []string {
 	})
 }
 
+// HeldRole reports whether any of the roles held, after inheritance, is
+// role: HeldRole([]string{"admin"}, "viewer") is true when admin inherits
+// viewer. Unknown roles hold nothing.
+func (r *RBAC) HeldRole(held []string, role string) bool { return r.hasRole(held, role) }
+
 // HasRole reports whether p holds role, directly, through the policy's
 // Users map, or by inheritance: an admin that inherits developer has
 // developer.

@@ -252,3 +252,28 @@ func TestMissingScopes(t *testing.T) {
 		t.Fatalf("decision = %+v", d)
 	}
 }
+
+func TestHeldRole(t *testing.T) {
+	t.Parallel()
+	r, err := authz.NewRBAC(authz.Policy{Roles: map[string]authz.Role{
+		"viewer": {}, "developer": {Inherits: []string{"viewer"}}, "admin": {Inherits: []string{"developer"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		held []string
+		role string
+		want bool
+	}{
+		{[]string{"admin"}, "viewer", true},
+		{[]string{"viewer"}, "admin", false},
+		{[]string{"developer", "viewer"}, "developer", true},
+		{[]string{"ghost"}, "ghost", false},
+		{nil, "viewer", false},
+	} {
+		if got := r.HeldRole(tc.held, tc.role); got != tc.want {
+			t.Errorf("HeldRole(%v, %s) = %v", tc.held, tc.role, got)
+		}
+	}
+}

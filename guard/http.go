@@ -52,7 +52,7 @@ type HTTPOptions struct {
 	// those missing), or nil when more scopes would not help, in which case
 	// the request continues and is refused in band with ACCESS DENIED as
 	// usual.
-	StepUp func(p *Principal, a Action, d Decision) []string
+	StepUp func(ctx context.Context, p *Principal, a Action, d Decision) []string
 }
 
 // DefaultMaxBodyBytes is the default request-body bound.
@@ -267,7 +267,7 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	if d.Allowed {
 		return false
 	}
-	scopes := g.HTTP.StepUp(c.principal, a, d)
+	scopes := g.HTTP.StepUp(r.Context(), c.principal, a, d)
 	if len(scopes) == 0 {
 		return false
 	}

@@ -1,6 +1,7 @@
 package guard_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"slices"
@@ -22,7 +23,7 @@ func stepUpFixture(t *testing.T) *fixture {
 		auth["tok-api"] = &guard.Principal{Subject: "dave", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
 		g.HTTP.ResourceMetadataURL = "http://rs.example/.well-known/oauth-protected-resource/mcp"
 		g.HTTP.ChallengeScopes = []string{"view", "dev"}
-		g.HTTP.StepUp = func(p *guard.Principal, a guard.Action, d guard.Decision) []string {
+		g.HTTP.StepUp = func(_ context.Context, p *guard.Principal, a guard.Action, d guard.Decision) []string {
 			if !p.ScopeLimited || !slices.Contains(d.RequiredRoles, "admin") {
 				return nil
 			}

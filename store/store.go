@@ -1,6 +1,7 @@
 // Package store defines mcpguard's persistent state: API keys, revoked
-// token ids and audit records. Backends live in subpackages (store/sqlite); every backend must
-// pass the conformance suite in store/storetest.
+// token ids, audit records and the OAuth authorization server's state.
+// Backends live in subpackages (store/sqlite); every backend must pass the
+// conformance suites in store/storetest.
 //
 // The interface lives here rather than in package guard because the pipeline
 // never touches the store directly: authenticators do. Keeping it apart lets a
@@ -58,6 +59,8 @@ func (k *APIKey) Expired(now time.Time) bool {
 // concurrent use and must make each method atomic: a crash mid-call leaves
 // either the old state or the new one.
 type Store interface {
+	OAuthStore
+
 	// CreateAPIKey stores a new key; ErrExists if its ID is taken.
 	CreateAPIKey(ctx context.Context, k *APIKey) error
 	// GetAPIKey returns the key with id, or ErrNotFound.

@@ -55,6 +55,79 @@ var migrations = []string{
 	CREATE INDEX audit_records_decision ON audit_records (decision, ts, seq);
 	CREATE INDEX audit_records_subject ON audit_records (subject, ts, seq);
 	CREATE INDEX audit_records_target ON audit_records (target, ts, seq);`,
+	// The authorization server's state. Secrets (codes, refresh tokens,
+	// client secrets) are stored only as SHA-256 digests.
+	`CREATE TABLE oauth_users (
+		name          TEXT PRIMARY KEY,
+		password_hash TEXT NOT NULL,
+		roles         TEXT NOT NULL DEFAULT '[]',
+		mfa_secret    BLOB,
+		backup_codes  TEXT NOT NULL DEFAULT '[]',
+		mfa_last_step INTEGER NOT NULL DEFAULT 0,
+		failed_logins INTEGER NOT NULL DEFAULT 0,
+		locked_until  INTEGER NOT NULL DEFAULT 0,
+		created_at    INTEGER NOT NULL,
+		updated_at    INTEGER NOT NULL
+	);
+	CREATE TABLE oauth_clients (
+		id            TEXT PRIMARY KEY,
+		secret_hash   BLOB,
+		name          TEXT NOT NULL,
+		redirect_uris TEXT NOT NULL DEFAULT '[]',
+		grant_types   TEXT NOT NULL DEFAULT '[]',
+		auth_method   TEXT NOT NULL,
+		scopes        TEXT NOT NULL DEFAULT '[]',
+		roles         TEXT NOT NULL DEFAULT '[]',
+		dynamic       INTEGER NOT NULL DEFAULT 0,
+		created_at    INTEGER NOT NULL
+	);
+	CREATE TABLE oauth_codes (
+		hash           BLOB PRIMARY KEY,
+		family_id      TEXT NOT NULL,
+		client_id      TEXT NOT NULL,
+		redirect_uri   TEXT NOT NULL,
+		subject        TEXT NOT NULL,
+		scopes         TEXT NOT NULL DEFAULT '[]',
+		resource       TEXT NOT NULL,
+		code_challenge TEXT NOT NULL,
+		auth_time      INTEGER NOT NULL DEFAULT 0,
+		mfa_time       INTEGER NOT NULL DEFAULT 0,
+		created_at     INTEGER NOT NULL,
+		expires_at     INTEGER NOT NULL,
+		used_at        INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX oauth_codes_expires ON oauth_codes (expires_at);
+	CREATE TABLE oauth_refresh_tokens (
+		hash       BLOB PRIMARY KEY,
+		family_id  TEXT NOT NULL,
+		client_id  TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		scopes     TEXT NOT NULL DEFAULT '[]',
+		resource   TEXT NOT NULL,
+		auth_time  INTEGER NOT NULL DEFAULT 0,
+		mfa_time   INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		used_at    INTEGER NOT NULL DEFAULT 0,
+		revoked_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX oauth_refresh_family ON oauth_refresh_tokens (family_id);
+	CREATE INDEX oauth_refresh_subject ON oauth_refresh_tokens (subject);
+	CREATE INDEX oauth_refresh_expires ON oauth_refresh_tokens (expires_at);
+	CREATE TABLE oauth_consents (
+		user_name  TEXT NOT NULL,
+		client_id  TEXT NOT NULL,
+		scopes     TEXT NOT NULL DEFAULT '[]',
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (user_name, client_id)
+	);
+	CREATE TABLE oauth_signing_keys (
+		id          TEXT PRIMARY KEY,
+		algorithm   TEXT NOT NULL,
+		private_key BLOB NOT NULL,
+		created_at  INTEGER NOT NULL,
+		retired_at  INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 // Store is a store.Store on a SQLite file.

@@ -52,3 +52,14 @@ func TestFilePermissionsAndReopen(t *testing.T) {
 		t.Fatalf("key lost across reopen: %v", err)
 	}
 }
+
+func TestOAuthConformance(t *testing.T) {
+	storetest.RunOAuth(t, func(t *testing.T) store.OAuthStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/mcpguard/mcpguard/authn"
 	"github.com/mcpguard/mcpguard/authn/apikey"
 	"github.com/mcpguard/mcpguard/authn/jwt"
+	"github.com/mcpguard/mcpguard/authn/password"
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
@@ -220,8 +222,31 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 		SessionTimeout:      cfg.Server.SessionTimeout,
 		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
 	})
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
+	}
+	defer ln.Close()
+	// The OAuth issuer and resource URL need the address clients reach:
+	// server.public_url, or the listener's (its port is known only now
+	// when server.addr asks for port 0).
+	base := "http://" + ln.Addr().String()
+	if cfg.Server.PublicURL != "" {
+		base = cfg.BaseURL()
+	}
+	rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, o.Env, logger)
+	if err != nil {
+		return err
+	}
+	if rs.as != nil {
+		fmt.Fprintf(o.Status, "[OK] OAuth 2.1 authorization server at %s (scopes %s; users: `mcpguard users add`)\n", base, strings.Join(cfg.OAuth.DefaultScopes, " "))
+	}
+	for _, p := range cfg.Auth.Providers {
+		fmt.Fprintf(o.Status, "[OK] Trusting tokens of identity provider %s (%s)\n", p.Name, p.Issuer)
+	}
 	mux := http.NewServeMux()
 	mux.Handle(cfg.Server.Path, obs.httpMiddleware(g.HTTPMiddleware(handler)))
+	rs.mount(mux, cfg)
 	if cfg.Metrics.Enabled {
 		if cfg.Metrics.Addr == "" {
 			mux.Handle("GET /metrics", g.RequirePrincipal("metrics", anyRole(rbac, cfg.Metrics.Roles), obs.metrics.Handler()))
@@ -255,10 +280,6 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	url := "http://" + ln.Addr().String() + cfg.Server.Path
 	fmt.Fprintf(o.Status, "Server ready on %s\n", url)
@@ -447,6 +468,9 @@ func seedDemoIdentities(ctx context.Context, st store.Store, out io.Writer) erro
 		created = append(created, name)
 		keys[name] = key
 	}
+	if err := seedDemoUsers(ctx, st, out); err != nil {
+		return err
+	}
 	if len(created) == 0 {
 		fmt.Fprintln(out, "[OK] Demo identities exist (their keys were shown when they were created; make more with `mcpguard keys create`)")
 		return nil
@@ -459,4 +483,43 @@ func seedDemoIdentities(ctx context.Context, st store.Store, out io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// seedDemoUsers creates the demo's people, who sign in to the built-in
+// authorization server, on the first run, and prints their passwords once.
+func seedDemoUsers(ctx context.Context, st store.Store, out io.Writer) error {
+	passwords := map[string]string{}
+	for _, name := range demoIdentities {
+		if _, err := st.GetUser(ctx, name); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		pw := randomPassword()
+		hash, err := password.Hash(pw)
+		if err != nil {
+			return err
+		}
+		if err := st.CreateUser(ctx, &store.User{Name: name, PasswordHash: hash, Roles: []string{name}}); err != nil {
+			return fmt.Errorf("demo user %s: %w", name, err)
+		}
+		passwords[name] = pw
+	}
+	if len(passwords) == 0 {
+		return nil
+	}
+	fmt.Fprintln(out, "Demo users for OAuth sign-in created. Their passwords are shown once, now; only argon2id hashes are stored:")
+	for _, name := range demoIdentities {
+		if pw, ok := passwords[name]; ok {
+			fmt.Fprintf(out, "  user %-10s password %s\n", name, pw)
+		}
+	}
+	return nil
+}
+
+// randomPassword returns 128 random bits, base64url-encoded.
+func randomPassword() string {
+	b := make([]byte, 16)
+	rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -287,6 +287,11 @@ func (e *env) exchange(clientID, code string, override map[string]string) (int, 
 	return status, body
 }
 
+// exchangeAt redeems a code issued for another redirect URI.
+func (e *env) exchangeAt(clientID, code, redirectURI string) (int, map[string]any) {
+	return e.exchange(clientID, code, map[string]string{"redirect_uri": redirectURI})
+}
+
 func (e *env) refresh(clientID, rt string) (int, map[string]any) {
 	status, body, _ := e.tokenReq(url.Values{"grant_type": {"refresh_token"}, "client_id": {clientID}, "refresh_token": {rt}})
 	return status, body

@@ -47,9 +47,13 @@ func render(w http.ResponseWriter, status int, d pageData, formTarget string) {
 		formAction += " " + u.Scheme + "://" + u.Host
 	}
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the pages' own form posts, which the Origin check
+	// must refuse. Nothing is sent to other origins either way.
+	h.Set("Referrer-Policy", "same-origin")
 	var buf bytes.Buffer
 	if err := pageTemplate.ExecuteTemplate(&buf, "page", d); err != nil {
 		http.Error(w, "page could not be rendered", http.StatusInternalServerError)

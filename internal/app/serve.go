@@ -239,6 +239,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 		return err
 	}
 	if rs.as != nil {
+		go purgeOAuth(ctx, st, logger)
 		fmt.Fprintf(o.Status, "[OK] OAuth 2.1 authorization server at %s (scopes %s; users: `mcpguard users add`)\n", base, strings.Join(cfg.OAuth.DefaultScopes, " "))
 	}
 	for _, p := range cfg.Auth.Providers {
@@ -522,4 +523,23 @@ func randomPassword() string {
 	b := make([]byte, 16)
 	rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// purgeOAuth deletes expired authorization codes and refresh tokens every
+// ten minutes until ctx is done, so that the tables stay bounded.
+func purgeOAuth(ctx context.Context, st store.Store, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := st.PurgeExpiredOAuth(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			logger.Warn("oauth: purging expired codes and tokens failed", "err", err)
+		} else if n > 0 {
+			logger.Info("oauth: purged expired codes and refresh tokens", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -184,10 +184,21 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusForbidden, "access_denied", "this server accepts no more dynamic registrations; ask its operator to pre-register your client")
 		return
 	}
+	// The registered scope does not bound a dynamic client: clients copy
+	// the scope of the first challenge into their registration, and would
+	// then be refused the larger scope a step-up challenge asks for. What a
+	// token gets is bounded by the user's roles and consent instead (RFC
+	// 7591 §3.2.1 lets the server replace requested metadata; the response
+	// says so).
 	c := &store.OAuthClient{
 		ID: "mcpd_" + randomHex(12), Name: m.ClientName, RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes,
-		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, Scopes: strings.Fields(m.Scope), Dynamic: true, CreatedAt: s.now(),
+		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, Dynamic: true, CreatedAt: s.now(),
 	}
+	var all []string
+	for _, sc := range s.cfg.Scopes {
+		all = append(all, sc.Name)
+	}
+	m.Scope = strings.Join(all, " ")
 	if c.Name == "" {
 		c.Name = "Unnamed client"
 	}

@@ -504,3 +504,25 @@ func TestPagesAreSafe(t *testing.T) {
 		t.Fatal("empty cookie")
 	}
 }
+
+// A client registers with the scope of the first challenge; a later
+// step-up to a larger scope must still be allowed (the TypeScript SDK does
+// exactly this).
+func TestDynamicClientCanStepUp(t *testing.T) {
+	e := newEnv(t, nil)
+	resp, err := http.Post(e.ts.URL+"/oauth/register", "application/json", strings.NewReader(`{"redirect_uris":["`+redirect+`"],"scope":"mcp:read mcp:tools"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	json.NewDecoder(resp.Body).Decode(&reg)
+	resp.Body.Close()
+	if reg["scope"] != "mcp:read mcp:tools mcp:admin" {
+		t.Fatalf("registration response scope = %v", reg["scope"])
+	}
+	cid := reg["client_id"].(string)
+	q := e.signIn(newBrowser(t), cid, "ann", map[string]string{"scope": "mcp:read mcp:tools mcp:admin"})
+	if _, tok := e.exchange(cid, q.Get("code"), nil); tok["scope"] != "mcp:read mcp:tools mcp:admin" {
+		t.Fatalf("step-up token scope = %v", tok["scope"])
+	}
+}

@@ -1,15 +1,31 @@
 // Package password hashes and verifies the passwords of people who sign in
-// to mcpguard's authorization server, with argon2id (RFC 9106) and OWASP's
-// recommended parameters (19 MiB of memory, 2 passes, 1 lane).
+// to mcpguard's authorization server, with argon2id (RFC 9106) and the
+// parameters OWASP recommends: 19 MiB of memory, 2 passes, 1 lane.
 //
-// Hashes are PHC strings, so that parameters can change later without
-// invalidating stored hashes:
+// A hash is stored as a PHC string, which names the algorithm and its
+// parameters next to the salt and the derived key:
 //
-//	$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>
+//	$argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>
 //
-// Verification parses the stored string strictly and bounds its
-// parameters, so that a tampered row cannot make a login allocate
-// gigabytes, and compares in constant time.
+// so that the parameters of new hashes can be raised later without
+// invalidating the stored ones: [Verify] uses the parameters a hash was made
+// with, and [NeedsRehash] says when a user's hash should be replaced after a
+// successful sign-in.
+//
+// Stored hashes are not trusted blindly: [Verify] parses them strictly and
+// bounds every parameter, so that a tampered row cannot make a sign-in
+// allocate gigabytes or run for minutes, and compares keys in constant time.
+//
+// A sign-in handler should use a [Hasher], whose [Hasher.VerifyDummy] makes
+// a sign-in for an unknown user take as long as one for a known user:
+//
+//	h := password.NewHasher()
+//	u, err := users.Get(name)
+//	if errors.Is(err, ErrNotFound) {
+//		h.VerifyDummy(pw) // same time as a real verification
+//		return errBadLogin
+//	}
+//	ok, err := h.Verify(u.PasswordHash, pw)
 package password
 
 import (
@@ -18,14 +34,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
 
-// The parameters of new hashes.
+// MaxLength bounds a password, in bytes. argon2 would hash anything, but a
+// megabyte "password" is a denial-of-service lever rather than a secret.
+const MaxLength = 1024
+
+// The parameters of new hashes (OWASP Password Storage Cheat Sheet).
 const (
 	memoryKiB = 19 * 1024
 	passes    = 2
@@ -34,116 +54,86 @@ const (
 	keyLen    = 32
 )
 
-// Bounds on what Verify accepts from a stored hash.
+// Bounds on the parameters Verify accepts from a stored hash. They admit
+// every sensible configuration and refuse the ones that would let a
+// tampered hash exhaust memory or time.
 const (
-	maxMemoryKiB = 256 * 1024
+	maxMemoryKiB = 256 * 1024 // 256 MiB
 	maxPasses    = 10
 	maxLanes     = 16
+	minSaltLen   = 8 // the least RFC 9106 and the PHC format allow
 	maxSaltLen   = 64
 	minKeyLen    = 16
 	maxKeyLen    = 64
-	maxEncoded   = 512
+	// maxEncoded bounds a PHC string before it is parsed; the longest
+	// acceptable one is well under 256 bytes.
+	maxEncoded = 512
 )
 
-// MaxLength bounds a password in bytes: argon2 would hash anything, but a
-// megabyte "password" is a denial-of-service lever, not a secret.
-const MaxLength = 1024
+// b64 is the encoding of salts and keys in PHC strings: standard base64
+// without padding. Strict refuses non-zero trailing bits; [decode] refuses
+// the rest of what is not the one encoding of its bytes.
+var b64 = base64.RawStdEncoding.Strict()
 
 // ErrMalformed marks a stored hash that is not an argon2id PHC string
-// within the accepted bounds.
+// within the accepted bounds. Verify's errors wrap it, with details that
+// never include the password.
 var ErrMalformed = errors.New("password: malformed argon2id hash")
 
+// checkLength refuses a password that is empty or longer than MaxLength.
+// Its errors state the rule broken, never the password.
 func checkLength(password string) error {
 	switch {
 	case password == "":
 		return errors.New("password: empty password")
 	case len(password) > MaxLength:
-		return fmt.Errorf("password: longer than %d bytes", MaxLength)
+		return fmt.Errorf("password: password longer than %d bytes", MaxLength)
 	}
 	return nil
 }
 
-// Hash returns the argon2id hash of password as a PHC string, with a fresh
-// random salt.
-func Hash(password string) (string, error) {
-	if err := checkLength(password); err != nil {
-		return "", err
-	}
-	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("password: salt: %w", err)
-	}
-	key := argon2.IDKey([]byte(password), salt, passes, memoryKiB, lanes, keyLen)
-	enc := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, memoryKiB, passes, lanes, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
-}
-
-// params are a parsed PHC string.
+// params are the fields of an argon2id PHC string.
 type params struct {
-	memory uint32
+	memory uint32 // KiB
 	passes uint32
 	lanes  uint8
 	salt   []byte
 	key    []byte
 }
 
-func parse(encoded string) (*params, error) {
-	if len(encoded) > maxEncoded {
-		return nil, ErrMalformed
-	}
-	parts := strings.Split(encoded, "$")
-	// "", "argon2id", "v=19", "m=…,t=…,p=…", salt, hash
-	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
-		return nil, ErrMalformed
-	}
-	var p params
-	fields := strings.Split(parts[3], ",")
-	if len(fields) != 3 {
-		return nil, ErrMalformed
-	}
-	for i, want := range []string{"m", "t", "p"} {
-		name, val, ok := strings.Cut(fields[i], "=")
-		if !ok || name != want {
-			return nil, ErrMalformed
-		}
-		n, err := strconv.ParseUint(val, 10, 32)
-		if err != nil || n == 0 {
-			return nil, ErrMalformed
-		}
-		switch want {
-		case "m":
-			if n > maxMemoryKiB {
-				return nil, ErrMalformed
-			}
-			p.memory = uint32(n)
-		case "t":
-			if n > maxPasses {
-				return nil, ErrMalformed
-			}
-			p.passes = uint32(n)
-		case "p":
-			if n > maxLanes {
-				return nil, ErrMalformed
-			}
-			p.lanes = uint8(n)
-		}
-	}
-	if p.memory < 8*uint32(p.lanes) {
-		return nil, ErrMalformed
-	}
-	var err error
-	if p.salt, err = base64.RawStdEncoding.Strict().DecodeString(parts[4]); err != nil || len(p.salt) < 8 || len(p.salt) > maxSaltLen {
-		return nil, ErrMalformed
-	}
-	if p.key, err = base64.RawStdEncoding.Strict().DecodeString(parts[5]); err != nil || len(p.key) < minKeyLen || len(p.key) > maxKeyLen {
-		return nil, ErrMalformed
-	}
-	return &p, nil
+// String formats p as a PHC string.
+func (p *params) String() string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.memory, p.passes, p.lanes, b64.EncodeToString(p.salt), b64.EncodeToString(p.key))
 }
 
-// Verify reports whether password matches the stored hash encoded. A wrong
-// password is (false, nil); a hash that cannot be parsed is an error
-// wrapping ErrMalformed.
+// derive computes the argon2id key of password with p's parameters and
+// salt, as long as p's key.
+func (p *params) derive(password string) []byte {
+	return argon2.IDKey([]byte(password), p.salt, p.passes, p.memory, p.lanes, uint32(len(p.key)))
+}
+
+// Hash returns the argon2id hash of password as a PHC string, with a fresh
+// 16-byte random salt and the current parameters. It refuses an empty
+// password and one longer than MaxLength.
+func Hash(password string) (string, error) {
+	if err := checkLength(password); err != nil {
+		return "", err
+	}
+	p := params{memory: memoryKiB, passes: passes, lanes: lanes, salt: make([]byte, saltLen)}
+	rand.Read(p.salt) // never fails: it crashes the program instead
+	p.key = argon2.IDKey([]byte(password), p.salt, p.passes, p.memory, p.lanes, keyLen)
+	return p.String(), nil
+}
+
+// Verify reports whether password matches encoded, a PHC string made by
+// Hash (with these or other parameters within the accepted bounds).
+//
+// A wrong password is (false, nil), and so is an empty or over-long one,
+// which no hash can match. An encoded string that is not a well-formed
+// argon2id hash, or whose parameters exceed the bounds (256 MiB of memory,
+// 10 passes, 16 lanes), is an error wrapping ErrMalformed. The key is
+// compared in constant time.
 func Verify(encoded, password string) (bool, error) {
 	p, err := parse(encoded)
 	if err != nil {
@@ -152,48 +142,157 @@ func Verify(encoded, password string) (bool, error) {
 	if checkLength(password) != nil {
 		return false, nil
 	}
-	got := argon2.IDKey([]byte(password), p.salt, p.passes, p.memory, p.lanes, uint32(len(p.key)))
-	return subtle.ConstantTimeCompare(got, p.key) == 1, nil
+	return subtle.ConstantTimeCompare(p.derive(password), p.key) == 1, nil
 }
 
-// NeedsRehash reports whether encoded was made with other parameters than
-// Hash uses now, so that a caller can store a new hash after a successful
-// login.
+// NeedsRehash reports whether encoded was made with other parameters (or
+// salt or key lengths) than Hash uses now, or cannot be parsed at all. A
+// sign-in handler that has just verified a password should then store a
+// fresh Hash of it.
 func NeedsRehash(encoded string) bool {
 	p, err := parse(encoded)
-	return err != nil || p.memory != memoryKiB || p.passes != passes || p.lanes != lanes || len(p.key) != keyLen
+	return err != nil || p.memory != memoryKiB || p.passes != passes || p.lanes != lanes ||
+		len(p.salt) != saltLen || len(p.key) != keyLen
 }
 
-// Hasher verifies passwords and also answers for unknown users in the same
-// time as for known ones. Its zero value is not usable: use NewHasher.
-type Hasher struct {
-	dummy func() string
+// malformed returns an error wrapping ErrMalformed that says what is wrong.
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-// NewHasher returns a Hasher. The hash VerifyDummy checks against is made
-// on first use.
-func NewHasher() *Hasher {
-	return &Hasher{dummy: sync.OnceValue(func() string {
-		h, err := Hash("mcpguard dummy password for unknown users")
-		if err != nil {
-			panic(err) // crypto/rand failed: nothing can be hashed
-		}
-		return h
-	})}
-}
-
-// Hash is the package-level Hash.
-func (h *Hasher) Hash(password string) (string, error) { return Hash(password) }
-
-// Verify is the package-level Verify.
-func (h *Hasher) Verify(encoded, password string) (bool, error) { return Verify(encoded, password) }
-
-// VerifyDummy spends the time of a Verify against a real hash and returns
-// nothing: call it when the user does not exist, so that the response time
-// does not tell an attacker which user names are real.
-func (h *Hasher) VerifyDummy(password string) {
-	if len(password) > MaxLength {
-		password = password[:MaxLength]
+// parse reads an argon2id PHC string strictly: the fields in their one
+// canonical order and form, every parameter within bounds.
+func parse(encoded string) (*params, error) {
+	if len(encoded) > maxEncoded {
+		return nil, malformed("longer than %d bytes", maxEncoded)
 	}
-	_, _ = Verify(h.dummy(), password)
+	// "", "argon2id", "v=19", "m=…,t=…,p=…", salt, key
+	fields := strings.Split(encoded, "$")
+	if len(fields) != 6 || fields[0] != "" {
+		return nil, malformed("not a PHC string of 5 fields")
+	}
+	if fields[1] != "argon2id" {
+		return nil, malformed("algorithm is not argon2id")
+	}
+	if fields[2] != "v="+strconv.Itoa(argon2.Version) {
+		return nil, malformed("version is not %d", argon2.Version)
+	}
+	list := strings.Split(fields[3], ",")
+	if len(list) != 3 {
+		return nil, malformed("parameters are not exactly m, t and p")
+	}
+	var vals [3]uint32
+	for i, want := range [...]struct {
+		name string
+		max  uint32
+	}{{"m", maxMemoryKiB}, {"t", maxPasses}, {"p", maxLanes}} {
+		v, err := param(list[i], want.name, want.max)
+		if err != nil {
+			return nil, err
+		}
+		vals[i] = v
+	}
+	p := params{memory: vals[0], passes: vals[1], lanes: uint8(vals[2])}
+	if p.memory < 8*uint32(p.lanes) {
+		return nil, malformed("memory is less than 8 KiB per lane")
+	}
+	var ok bool
+	if p.salt, ok = decode(fields[4]); !ok {
+		return nil, malformed("salt is not unpadded base64")
+	}
+	if len(p.salt) < minSaltLen || len(p.salt) > maxSaltLen {
+		return nil, malformed("salt of %d bytes, not %d to %d", len(p.salt), minSaltLen, maxSaltLen)
+	}
+	if p.key, ok = decode(fields[5]); !ok {
+		return nil, malformed("key is not unpadded base64")
+	}
+	if len(p.key) < minKeyLen || len(p.key) > maxKeyLen {
+		return nil, malformed("key of %d bytes, not %d to %d", len(p.key), minKeyLen, maxKeyLen)
+	}
+	return &p, nil
+}
+
+// decode decodes s, which must be the one encoding of its bytes in
+// unpadded standard base64. (The decoder alone would skip line breaks.)
+func decode(s string) ([]byte, bool) {
+	b, err := b64.DecodeString(s)
+	return b, err == nil && b64.EncodeToString(b) == s
+}
+
+// param reads one parameter of a PHC string, "name=value", whose value
+// must be a canonical decimal number from 1 to maxVal.
+func param(field, name string, maxVal uint32) (uint32, error) {
+	val, ok := strings.CutPrefix(field, name+"=")
+	if !ok {
+		return 0, malformed("parameters are not exactly m, t and p")
+	}
+	n, err := strconv.ParseUint(val, 10, 32)
+	// The canonical form alone: no sign, no leading zeros.
+	if err != nil || strconv.FormatUint(n, 10) != val {
+		return 0, malformed("parameter %s is not a decimal number", name)
+	}
+	if n == 0 || n > uint64(maxVal) {
+		return 0, malformed("parameter %s is not between 1 and %d", name, maxVal)
+	}
+	return uint32(n), nil
+}
+
+// dummyHash is what VerifyDummy verifies against: a hash with the current
+// parameters of a random key that no known password derives. It needs no
+// secrecy, as VerifyDummy ignores the answer: it only has to cost what
+// verifying a real user's hash costs, and that depends on the parameters
+// alone.
+const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$9idKZV7s//qUJLEp8YCk2Q$8dvN+AKE3GtLF/tP3bR7CPAQB7Fxjopsd9wYybrflt4"
+
+// Hasher hashes and verifies passwords, like the package-level functions,
+// and also answers for unknown users in the time it takes for known ones
+// ([Hasher.VerifyDummy]). A Hasher made by [NewHasher] computes at most as
+// many hashes at once as there are CPUs, the others waiting their turn:
+// each hash takes 19 MiB of memory or more, and computing more at once
+// than there are CPUs would finish none sooner, so the bound caps the
+// memory a burst of sign-ins takes without slowing them. The zero Hasher
+// works, without that bound. A Hasher is safe for concurrent use.
+type Hasher struct {
+	// slots holds a token for every hash being computed; nil means no
+	// bound.
+	slots chan struct{}
+}
+
+// NewHasher returns a Hasher that computes at most runtime.GOMAXPROCS
+// hashes at once.
+func NewHasher() *Hasher {
+	return &Hasher{slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
+
+// acquire waits for a free slot and returns the function that frees it.
+func (h *Hasher) acquire() (release func()) {
+	if h.slots == nil {
+		return func() {}
+	}
+	h.slots <- struct{}{}
+	return func() { <-h.slots }
+}
+
+// Hash is the package-level [Hash], once a slot is free.
+func (h *Hasher) Hash(password string) (string, error) {
+	defer h.acquire()()
+	return Hash(password)
+}
+
+// Verify is the package-level [Verify], once a slot is free.
+func (h *Hasher) Verify(encoded, password string) (bool, error) {
+	defer h.acquire()()
+	return Verify(encoded, password)
+}
+
+// VerifyDummy verifies password against a hash that no password is known
+// to match, made with the current parameters, and ignores the answer. Call
+// it when the user signing in does not exist (or must be refused for a
+// reason the response must not reveal), so that the response takes as
+// long as a [Hasher.Verify] of a real user's password would and does not
+// tell an attacker which user names exist. It takes Verify's code path,
+// down to answering at once for an empty or over-long password, as Verify
+// does for every user.
+func (h *Hasher) VerifyDummy(password string) {
+	_, _ = h.Verify(dummyHash, password)
 }

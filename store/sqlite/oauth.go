@@ -356,9 +356,20 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 			used = true
 			return nil
 		}
+		// Compare-and-set: the write lock taken by BEGIN IMMEDIATE already
+		// serializes redemptions; the used_at = 0 guard keeps the update
+		// single-use even if it did not.
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_codes SET used_at = ? WHERE hash = ? AND used_at = 0`, unixNano(now), hash)
+		if err != nil {
+			return fmt.Errorf("store: consume authorization code: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("store: consume authorization code: %w", err)
+		} else if n != 1 {
+			return errors.New("store: consume authorization code: the code was redeemed concurrently")
+		}
 		c.UsedAt = now
-		_, err = tx.ExecContext(ctx, `UPDATE oauth_codes SET used_at = ? WHERE hash = ? AND used_at = 0`, unixNano(now), hash)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -439,11 +450,18 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, unixNano(now), t.FamilyID)
 			return err
 		}
-		if next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET used_at = ? WHERE hash = ? AND used_at = 0`, unixNano(now), oldHash); err != nil {
+		// Compare-and-set, as in ConsumeAuthCode.
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET used_at = ? WHERE hash = ? AND used_at = 0 AND revoked_at = 0`, unixNano(now), oldHash)
+		if err != nil {
 			return fmt.Errorf("store: rotate refresh token: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("store: rotate refresh token: %w", err)
+		} else if n != 1 {
+			return errors.New("store: rotate refresh token: the token was rotated concurrently")
 		}
 		t.UsedAt = now
 		return insertRefresh(ctx, tx, next)

@@ -1,0 +1,51 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestOAuthLookupsUseIndexes checks that every OAuth lookup by key, family,
+// subject or expiry is served by an index rather than a scan of the table.
+func TestOAuthLookupsUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, q := range []string{
+		`SELECT ` + userColumns + ` FROM oauth_users WHERE name = 'u'`,
+		`SELECT ` + clientColumns + ` FROM oauth_clients WHERE id = 'c'`,
+		`SELECT ` + codeColumns + ` FROM oauth_codes WHERE hash = x'01'`,
+		`UPDATE oauth_codes SET used_at = 1 WHERE hash = x'01' AND used_at = 0`,
+		`SELECT ` + refreshColumns + ` FROM oauth_refresh_tokens WHERE hash = x'01'`,
+		`UPDATE oauth_refresh_tokens SET revoked_at = 1 WHERE family_id = 'f' AND revoked_at = 0`,
+		`UPDATE oauth_refresh_tokens SET revoked_at = 1 WHERE subject = 'u' AND revoked_at = 0`,
+		`DELETE FROM oauth_codes WHERE expires_at < 1`,
+		`DELETE FROM oauth_refresh_tokens WHERE expires_at < 1`,
+		`SELECT scopes FROM oauth_consents WHERE user_name = 'u' AND client_id = 'c'`,
+		`DELETE FROM oauth_consents WHERE user_name = 'u'`,
+		`UPDATE oauth_signing_keys SET retired_at = 1 WHERE id = 'k'`,
+	} {
+		rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var plan string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan += detail + "; "
+		}
+		rows.Close()
+		if !strings.HasPrefix(plan, "SEARCH ") || strings.Contains(plan, "SCAN ") {
+			t.Errorf("%s: plan %q is not an index search", q, plan)
+		}
+	}
+}

@@ -39,6 +39,7 @@ func fullRecord() *guard.Record {
 		Policies:      []string{"deny-destructive", "default"},
 		Duration:      1234567 * time.Nanosecond,
 		ToolError:     true,
+		PreviousKey:   true,
 		Error:         "boom",
 		ArgsDigest:    strings.Repeat("ab", 32),
 		Args: map[string]any{

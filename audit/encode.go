@@ -67,6 +67,10 @@ func (e *encoder) encode(r *guard.Record, now func() time.Time) error {
 	b = appendStringField(b, "issuer", r.Issuer)
 	b = appendStringField(b, "auth_method", string(r.AuthMethod))
 	b = appendStringField(b, "key_id", r.KeyID)
+	if r.PreviousKey {
+		b = appendKey(b, "key_previous_secret")
+		b = append(b, "true"...)
+	}
 	b = appendStringsField(b, "roles", r.Roles)
 	b = appendStringField(b, "client_addr", r.ClientAddr)
 	b = appendStringField(b, "transport", r.Transport)

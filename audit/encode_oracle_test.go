@@ -94,6 +94,9 @@ func (e *slogEncoder) encode(ctx context.Context, r *guard.Record, now func() ti
 	str("issuer", r.Issuer)
 	str("auth_method", string(r.AuthMethod))
 	str("key_id", r.KeyID)
+	if r.PreviousKey {
+		a = append(a, slog.Bool("key_previous_secret", true))
+	}
 	strs("roles", r.Roles)
 	str("client_addr", r.ClientAddr)
 	str("transport", r.Transport)
@@ -240,6 +243,7 @@ func FuzzEncodeMatchesSlog(f *testing.F) {
 			Transport: "stdio", SessionID: s, Method: "tools/call", Target: key,
 			Decision: guard.Outcome(role), Reason: s + val,
 			Duration: time.Duration(nanos), ToolError: flags&1 != 0, Error: val, ArgsDigest: key,
+			PreviousKey: flags&4 != 0,
 		}
 		if flags&2 != 0 {
 			r.Roles = []string{role, s}

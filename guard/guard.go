@@ -68,6 +68,11 @@ type Principal struct {
 	Permissions []string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
+	// PreviousSecret is true when an API key was presented with the secret
+	// it had before its last rotation, during the rotation's grace period.
+	// Audit records show it, so that the clients still using the old secret
+	// can be found before the grace ends.
+	PreviousSecret bool
 	// ScopeLimited is true when Roles were already narrowed by the
 	// credential's OAuth scopes when it was issued (tokens of mcpguard's own
 	// authorization server). Authorizers must not grant such a principal

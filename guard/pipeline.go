@@ -123,6 +123,7 @@ func (g *Guard) record(ctx context.Context, r *Record, c *caller) error {
 		r.Transport = c.transport
 		if p := c.principal; p != nil {
 			r.Subject, r.Issuer, r.AuthMethod, r.KeyID = p.Subject, p.Issuer, p.Method, p.KeyID
+			r.PreviousKey = p.PreviousSecret
 			r.Roles = g.heldRoles(p)
 		}
 	}

@@ -108,6 +108,7 @@ type Record struct {
 	Issuer        string         `json:"issuer,omitempty"`
 	AuthMethod    AuthMethod     `json:"auth_method,omitempty"`
 	KeyID         string         `json:"key_id,omitempty"`
+	PreviousKey   bool           `json:"key_previous_secret,omitempty"`
 	Roles         []string       `json:"roles,omitempty"`
 	ClientAddr    string         `json:"client_addr,omitempty"`
 	Transport     string         `json:"transport,omitempty"`

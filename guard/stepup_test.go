@@ -113,3 +113,18 @@ func do(t *testing.T, url, token, sid, body string) (int, http.Header, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b)
 }
+
+// A call made with an API key's previous secret, during its rotation grace,
+// is marked in its audit record.
+func TestPreviousSecretIsAudited(t *testing.T) {
+	f := newHTTPFixture(t, func(g *guard.Guard) {
+		g.Authenticator.(keyAuth)["old-secret"] = &guard.Principal{Subject: "svc", Method: guard.MethodAPIKey, KeyID: "k1", Roles: []string{"viewer"}, PreviousSecret: true}
+	})
+	if status, _, body := postSession(t, f.url, "old-secret", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"query","arguments":{}}}`); status != 200 || !strings.Contains(body, "ran query") {
+		t.Fatalf("%d %s", status, body)
+	}
+	recs := f.sink.find(guard.Allowed, "tools/call")
+	if len(recs) != 1 || !recs[0].PreviousKey || recs[0].KeyID != "k1" {
+		t.Fatalf("audit = %+v", recs)
+	}
+}

@@ -45,6 +45,12 @@ type APIKey struct {
 	LastUsedAt time.Time
 	// RevokedAt is when the key was revoked; zero if it was not.
 	RevokedAt time.Time
+	// PreviousHash is the digest of the secret the key had before its last
+	// rotation; it keeps working until PreviousExpiresAt, so that clients
+	// can switch to the new secret without downtime. Nil when the key was
+	// never rotated or the grace period was zero.
+	PreviousHash      []byte
+	PreviousExpiresAt time.Time
 }
 
 // Revoked reports whether the key has been revoked.
@@ -70,6 +76,10 @@ type Store interface {
 	// RevokeAPIKey marks the key revoked at time at; ErrNotFound if absent.
 	// Revoking a revoked key keeps the first revocation time.
 	RevokeAPIKey(ctx context.Context, id string, at time.Time) error
+	// RotateAPIKey replaces the key's secret digest with newHash; the old
+	// digest keeps working until graceUntil (zero: not at all). ErrNotFound
+	// if absent; a revoked key cannot be rotated.
+	RotateAPIKey(ctx context.Context, id string, newHash []byte, graceUntil time.Time) error
 	// TouchAPIKeys records last-used times for many keys in one write.
 	// Unknown ids are ignored; a time older than the stored one is ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error

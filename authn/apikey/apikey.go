@@ -291,7 +291,11 @@ func (a *Authenticator) verify(ctx context.Context, id string, sum [sha256.Size]
 	if err != nil {
 		return nil, fmt.Errorf("api key: lookup: %w", err)
 	}
-	if subtle.ConstantTimeCompare(sum[:], rec.Hash) != 1 {
+	current := subtle.ConstantTimeCompare(sum[:], rec.Hash) == 1
+	// Both digests are always compared, so that timing does not tell
+	// whether a key has a previous secret.
+	previous := subtle.ConstantTimeCompare(sum[:], orDecoy(rec.PreviousHash)) == 1 && now.Before(rec.PreviousExpiresAt)
+	if !current && !previous {
 		return nil, fmt.Errorf("%w: api key: wrong secret for key id %s", guard.ErrInvalidCredentials, id)
 	}
 	if rec.Revoked() {
@@ -300,15 +304,56 @@ func (a *Authenticator) verify(ctx context.Context, id string, sum [sha256.Size]
 	if rec.Expired(now) {
 		return nil, fmt.Errorf("%w: api key: key %s expired", guard.ErrInvalidCredentials, id)
 	}
-	return &guard.Principal{
-		Subject:   rec.Name,
-		Issuer:    Issuer,
-		Method:    guard.MethodAPIKey,
-		KeyID:     rec.ID,
-		Roles:     slices.Clip(rec.Roles),
-		Scopes:    slices.Clip(rec.Scopes),
-		ExpiresAt: rec.ExpiresAt,
-	}, nil
+	p := &guard.Principal{
+		Subject:        rec.Name,
+		Issuer:         Issuer,
+		Method:         guard.MethodAPIKey,
+		KeyID:          rec.ID,
+		Roles:          slices.Clip(rec.Roles),
+		Scopes:         slices.Clip(rec.Scopes),
+		ExpiresAt:      rec.ExpiresAt,
+		PreviousSecret: !current,
+	}
+	if !current && (p.ExpiresAt.IsZero() || rec.PreviousExpiresAt.Before(p.ExpiresAt)) {
+		// The old secret stops at the end of the grace period: a cached
+		// principal must not outlive it.
+		p.ExpiresAt = rec.PreviousExpiresAt
+	}
+	return p, nil
+}
+
+// orDecoy returns h, or the decoy digest when h is empty.
+func orDecoy(h []byte) []byte {
+	if len(h) == 0 {
+		return decoyHash
+	}
+	return h
+}
+
+// Rotate gives key id a new secret and returns the new key, once. The old
+// secret keeps working for grace (zero: it stops at once), so that clients
+// can move to the new one without downtime; uses of the old secret are
+// marked in audit records (key_previous_secret).
+func Rotate(ctx context.Context, s store.Store, id string, grace time.Duration, now time.Time) (string, error) {
+	if grace < 0 {
+		return "", errors.New("apikey: negative grace period")
+	}
+	var secret [32]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", fmt.Errorf("apikey: random secret: %w", err)
+	}
+	key := Prefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:])
+	if _, err := Parse(key); err != nil {
+		return "", fmt.Errorf("apikey: %q is not a key id", id)
+	}
+	var until time.Time
+	if grace > 0 {
+		until = now.Add(grace).UTC()
+	}
+	if err := s.RotateAPIKey(ctx, id, Hash(key), until); err != nil {
+		return "", fmt.Errorf("apikey: %w", err)
+	}
+	return key, nil
 }
 
 // touch records that key id was used at now, for the next Flush.

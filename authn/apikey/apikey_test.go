@@ -149,3 +149,59 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// A rotated key's old secret works, marked, until the grace ends; the new
+// secret works at once.
+func TestRotateWithGrace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	a := apikey.NewWithOptions(s, apikey.Options{Now: func() time.Time { return now }, RevocationRecheck: -1})
+	old, rec, err := apikey.Create(ctx, s, apikey.CreateOptions{Name: "svc", Roles: []string{"viewer"}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := func(key string) (*guard.Principal, error) {
+		return a.Authenticate(ctx, guard.Credential{Kind: guard.Bearer, Secret: key})
+	}
+	if _, err := auth(old); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := apikey.Rotate(ctx, s, rec.ID, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := apikey.Parse(fresh); id != rec.ID || fresh == old {
+		t.Fatalf("rotated key %q does not keep the id %s", fresh, rec.ID)
+	}
+	p, err := auth(fresh)
+	if err != nil || p.PreviousSecret {
+		t.Fatalf("new secret: %+v %v", p, err)
+	}
+	p, err = auth(old)
+	if err != nil || !p.PreviousSecret || !p.ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("old secret in grace: %+v %v", p, err)
+	}
+	now = now.Add(time.Hour)
+	if _, err := auth(old); !errors.Is(err, guard.ErrInvalidCredentials) {
+		t.Fatalf("old secret after the grace: %v", err)
+	}
+	if _, err := auth(fresh); err != nil {
+		t.Fatalf("new secret after the grace: %v", err)
+	}
+	// Without grace, the old secret stops at once.
+	newer, err := apikey.Rotate(ctx, s, rec.ID, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth(fresh); !errors.Is(err, guard.ErrInvalidCredentials) {
+		t.Fatalf("secret rotated without grace still works: %v", err)
+	}
+	if _, err := auth(newer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apikey.Rotate(ctx, s, "ffffffffffffffff", time.Hour, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rotate unknown: %v", err)
+	}
+}

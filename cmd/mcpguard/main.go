@@ -170,7 +170,21 @@ func keysCmd(g *globals) *cobra.Command {
 			return app.KeysRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], time.Now())
 		},
 	}
-	cmd.AddCommand(create, list, revoke)
+	var grace time.Duration
+	rotate := &cobra.Command{
+		Use:   "rotate ID",
+		Short: "Give an API key a new secret (printed once); the old one works for --grace, its uses audited",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return app.KeysRotate(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], grace, time.Now())
+		},
+	}
+	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old secret keeps working (0 = not at all)")
+	cmd.AddCommand(create, list, revoke, rotate)
 	return cmd
 }
 

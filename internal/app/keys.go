@@ -109,6 +109,30 @@ func KeysRevoke(ctx context.Context, out io.Writer, dataDir, id string, now time
 	return nil
 }
 
+// KeysRotate gives a key a new secret, printed once; the old secret keeps
+// working for grace.
+func KeysRotate(ctx context.Context, out io.Writer, dataDir, id string, grace time.Duration, now time.Time) error {
+	s, err := OpenStore(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	key, err := apikey.Rotate(ctx, s, id, grace, now)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no API key with id %q (see `mcpguard keys list`)", id)
+		}
+		return err
+	}
+	fmt.Fprintf(out, "Rotated API key %s. The new key is shown only once:\n\n  %s\n\n", id, key)
+	if grace > 0 {
+		fmt.Fprintf(out, "The old secret keeps working until %s; uses of it are audited with key_previous_secret=true.\n", now.Add(grace).UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(out, "The old secret no longer works.")
+	}
+	return nil
+}
+
 // TokensRevoke puts a JWT id on the revocation list.
 func TokensRevoke(ctx context.Context, out io.Writer, dataDir, jti string, expires time.Time) error {
 	if jti == "" || len(jti) > 512 {

@@ -116,3 +116,24 @@ func TestClientsCommands(t *testing.T) {
 		t.Fatalf("clients list:\n%s", out.String())
 	}
 }
+
+func TestKeysRotate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := KeysCreate(ctx, &out, KeyCreateOptions{DataDir: dir, Name: "svc", Roles: []string{"viewer"}}); err != nil {
+		t.Fatal(err)
+	}
+	id := regexp.MustCompile(`Created API key ([0-9a-f]{16})`).FindStringSubmatch(out.String())[1]
+	out.Reset()
+	now := time.Now()
+	if err := KeysRotate(ctx, &out, dir, id, 2*time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`mcp_` + id + `_[A-Za-z0-9_-]{43}`).MatchString(out.String()) || !strings.Contains(out.String(), "keeps working until") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	if err := KeysRotate(ctx, &out, dir, "ffffffffffffffff", time.Hour, now); err == nil || !strings.Contains(err.Error(), "keys list") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}

@@ -128,6 +128,9 @@ var migrations = []string{
 		created_at  INTEGER NOT NULL,
 		retired_at  INTEGER NOT NULL DEFAULT 0
 	);`,
+	// API-key rotation with a grace period.
+	`ALTER TABLE api_keys ADD COLUMN prev_hash BLOB;
+	ALTER TABLE api_keys ADD COLUMN prev_expires_at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Store is a store.Store on a SQLite file.
@@ -240,10 +243,10 @@ func encodeList(l []string) string {
 
 // CreateAPIKey implements store.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Hash, encodeList(k.Roles), encodeList(k.Scopes),
-		unixNano(k.CreatedAt), unixNano(k.ExpiresAt), unixNano(k.LastUsedAt), unixNano(k.RevokedAt))
+		unixNano(k.CreatedAt), unixNano(k.ExpiresAt), unixNano(k.LastUsedAt), unixNano(k.RevokedAt), k.PreviousHash, unixNano(k.PreviousExpiresAt))
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE constraint failed") {
 			return fmt.Errorf("store: api key %s: %w", k.ID, store.ErrExists)
@@ -253,7 +256,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 	return nil
 }
 
-const keyColumns = `id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at`
+const keyColumns = `id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at, prev_hash, prev_expires_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -262,8 +265,9 @@ func scanKey(row scanner) (*store.APIKey, error) {
 		k                                 store.APIKey
 		roles, scopes                     string
 		created, expires, used, revokedAt int64
+		prevExpires                       int64
 	)
-	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &roles, &scopes, &created, &expires, &used, &revokedAt); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &roles, &scopes, &created, &expires, &used, &revokedAt, &k.PreviousHash, &prevExpires); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
@@ -274,6 +278,10 @@ func scanKey(row scanner) (*store.APIKey, error) {
 	}
 	k.CreatedAt, k.ExpiresAt = fromUnixNano(created), fromUnixNano(expires)
 	k.LastUsedAt, k.RevokedAt = fromUnixNano(used), fromUnixNano(revokedAt)
+	k.PreviousExpiresAt = fromUnixNano(prevExpires)
+	if len(k.PreviousHash) == 0 {
+		k.PreviousHash = nil
+	}
 	return &k, nil
 }
 
@@ -322,6 +330,32 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error
 		return fmt.Errorf("store: api key %s: %w", id, store.ErrNotFound)
 	}
 	return nil
+}
+
+// RotateAPIKey implements store.Store.
+func (s *Store) RotateAPIKey(ctx context.Context, id string, newHash []byte, graceUntil time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var revoked int64
+		if err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM api_keys WHERE id = ?`, id).Scan(&revoked); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: api key %s: %w", id, store.ErrNotFound)
+			}
+			return fmt.Errorf("store: rotate api key: %w", err)
+		}
+		if revoked != 0 {
+			return fmt.Errorf("store: api key %s is revoked and cannot be rotated", id)
+		}
+		var prev any // NULL: no grace
+		if !graceUntil.IsZero() {
+			prev = "hash"
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE api_keys SET prev_hash = CASE WHEN ? IS NULL THEN NULL ELSE hash END, prev_expires_at = ?, hash = ? WHERE id = ?`,
+			prev, unixNano(graceUntil), newHash, id)
+		if err != nil {
+			return fmt.Errorf("store: rotate api key: %w", err)
+		}
+		return nil
+	})
 }
 
 // TouchAPIKeys implements store.Store.

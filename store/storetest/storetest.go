@@ -97,6 +97,37 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("RotateWithGrace", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		k := &store.APIKey{ID: "00000000000000bb", Name: "carol", Hash: []byte{1}, CreatedAt: base}
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RotateAPIKey(ctx, k.ID, []byte{2}, base.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.GetAPIKey(ctx, k.ID)
+		if !bytes.Equal(got.Hash, []byte{2}) || !bytes.Equal(got.PreviousHash, []byte{1}) || !got.PreviousExpiresAt.Equal(base.Add(time.Hour)) {
+			t.Fatalf("after rotation: %+v", got)
+		}
+		// A second rotation without grace ends the previous secret.
+		if err := s.RotateAPIKey(ctx, k.ID, []byte{3}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.GetAPIKey(ctx, k.ID)
+		if !bytes.Equal(got.Hash, []byte{3}) || got.PreviousHash != nil || !got.PreviousExpiresAt.IsZero() {
+			t.Fatalf("after rotation without grace: %+v", got)
+		}
+		if err := s.RotateAPIKey(ctx, "ffffffffffffffff", []byte{4}, time.Time{}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("rotate unknown: %v", err)
+		}
+		s.RevokeAPIKey(ctx, k.ID, base)
+		if err := s.RotateAPIKey(ctx, k.ID, []byte{5}, time.Time{}); err == nil {
+			t.Fatal("a revoked key was rotated")
+		}
+	})
+
 	t.Run("TouchBatch", func(t *testing.T) {
 		s := open(t)
 		defer s.Close()

@@ -130,7 +130,7 @@ func TestKeysRotate(t *testing.T) {
 	if err := KeysRotate(ctx, &out, dir, id, 2*time.Hour, now); err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`mcp_` + id + `_[A-Za-z0-9_-]{43}`).MatchString(out.String()) || !strings.Contains(out.String(), "keeps working until") {
+	if !regexp.MustCompile(`mcp_`+id+`_[A-Za-z0-9_-]{43}`).MatchString(out.String()) || !strings.Contains(out.String(), "keeps working until") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	if err := KeysRotate(ctx, &out, dir, "ffffffffffffffff", time.Hour, now); err == nil || !strings.Contains(err.Error(), "keys list") {

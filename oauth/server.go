@@ -61,6 +61,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpguard/mcpguard/authn/password"
@@ -153,7 +154,7 @@ type Server struct {
 	sealer  *sealer
 	hasher  *password.Hasher
 	cimd    *cimdCache
-	keys    *keySet
+	keys    atomic.Pointer[keySet]
 	logger  *slog.Logger
 	now     func() time.Time
 	handler http.Handler
@@ -224,7 +225,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		client = safehttp.NewClient(safehttp.Options{AllowPrivate: cfg.AllowPrivateCIMD, Timeout: 5 * time.Second})
 	}
 	s.cimd = newCIMDCache(client, 1000, s.now)
-	if s.keys, err = loadKeys(ctx, cfg.Store, s.now); err != nil {
+	if err := s.ReloadKeys(ctx); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes()
@@ -234,13 +235,71 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // Handler serves every endpoint of the authorization server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// VerificationKeys returns the public keys that verify the server's tokens.
+// VerificationKeys returns the public keys that verify the server's tokens:
+// the signing key, keys published ahead of a rotation, and retired keys
+// whose tokens may not have expired yet.
 func (s *Server) VerificationKeys(context.Context) ([]VerificationKey, error) {
-	return s.keys.public(), nil
+	return s.keys.Load().public(), nil
 }
 
-// keySet holds the signing keys: the newest unretired one signs, and all
-// verify.
+// ReloadKeys reads the signing keys from the store again, so that a
+// rotation made by another process (`mcpguard keys rotate-signing`, another
+// replica) takes effect; call it periodically. The first call creates a key
+// when there is none.
+func (s *Server) ReloadKeys(ctx context.Context) error {
+	ks, err := loadKeys(ctx, s.cfg.Store, s.now(), s.cfg.AccessTokenTTL)
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	return nil
+}
+
+// RotateSigningKey starts a signing-key rotation: it stores a new ES256 key
+// that is published at once (in the JWKS and to resource servers that
+// reload keys) but signs only from now+publishFor, when the keys that sign
+// now retire. Retired keys keep verifying for as long as their tokens may
+// live (the access-token lifetime), so no valid token is ever refused.
+func RotateSigningKey(ctx context.Context, st store.OAuthStore, publishFor time.Duration, now time.Time) (*store.SigningKey, error) {
+	if publishFor < 0 {
+		return nil, errors.New("oauth: negative publication delay")
+	}
+	keys, err := st.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: signing keys: %w", err)
+	}
+	k, err := newSigningKey(now.Add(publishFor))
+	if err != nil {
+		return nil, err
+	}
+	if err := st.CreateSigningKey(ctx, k); err != nil {
+		return nil, fmt.Errorf("oauth: store signing key: %w", err)
+	}
+	for _, old := range keys {
+		if old.RetiredAt.IsZero() && !old.CreatedAt.After(now) {
+			if err := st.RetireSigningKey(ctx, old.ID, k.CreatedAt); err != nil {
+				return nil, fmt.Errorf("oauth: retire signing key %s: %w", old.ID, err)
+			}
+		}
+	}
+	return k, nil
+}
+
+// newSigningKey makes an ES256 key that signs from activeFrom.
+func newSigningKey(activeFrom time.Time) (*store.SigningKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: generate signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: encode signing key: %w", err)
+	}
+	return &store.SigningKey{ID: randomHex(8), Algorithm: "ES256", PrivateKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), CreatedAt: activeFrom}, nil
+}
+
+// keySet holds the signing keys: the newest active one signs, and every
+// published one verifies.
 type keySet struct {
 	signing *ecdsa.PrivateKey
 	kid     string
@@ -249,22 +308,24 @@ type keySet struct {
 
 func (k *keySet) public() []VerificationKey { return slices.Clone(k.all) }
 
-func loadKeys(ctx context.Context, st store.OAuthStore, now func() time.Time) (*keySet, error) {
-	stored, err := st.ListSigningKeys(ctx)
+// keyGrace is added to a retired key's verification period, for clock
+// skew between replicas.
+const keyGrace = time.Minute
+
+func loadKeys(ctx context.Context, st store.OAuthStore, now time.Time, tokenTTL time.Duration) (*keySet, error) {
+	stored, err := st.ListSigningKeys(ctx) // newest first
 	if err != nil {
 		return nil, fmt.Errorf("oauth: signing keys: %w", err)
 	}
-	active := slices.IndexFunc(stored, func(k *store.SigningKey) bool { return k.RetiredAt.IsZero() && k.Algorithm == "ES256" })
+	signs := func(k *store.SigningKey) bool {
+		return k.Algorithm == "ES256" && !k.CreatedAt.After(now) && (k.RetiredAt.IsZero() || now.Before(k.RetiredAt))
+	}
+	active := slices.IndexFunc(stored, signs)
 	if active < 0 {
-		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k, err := newSigningKey(now)
 		if err != nil {
-			return nil, fmt.Errorf("oauth: generate signing key: %w", err)
+			return nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			return nil, fmt.Errorf("oauth: encode signing key: %w", err)
-		}
-		k := &store.SigningKey{ID: randomHex(8), Algorithm: "ES256", PrivateKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), CreatedAt: now()}
 		if err := st.CreateSigningKey(ctx, k); err != nil {
 			return nil, fmt.Errorf("oauth: store signing key: %w", err)
 		}
@@ -273,8 +334,8 @@ func loadKeys(ctx context.Context, st store.OAuthStore, now func() time.Time) (*
 	}
 	ks := &keySet{}
 	for i, k := range stored {
-		if k.Algorithm != "ES256" {
-			continue
+		if k.Algorithm != "ES256" || (!k.RetiredAt.IsZero() && !now.Before(k.RetiredAt.Add(tokenTTL+keyGrace))) {
+			continue // past its tokens' lifetime: no longer published
 		}
 		block, _ := pem.Decode(k.PrivateKeyPEM)
 		if block == nil {

@@ -65,7 +65,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 	var set jose.JSONWebKeySet
-	for _, k := range s.keys.public() {
+	for _, k := range s.keys.Load().public() {
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Key, KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
@@ -332,8 +332,9 @@ func (s *Server) issue(r *http.Request, g *grant) (*tokenResponse, string, error
 			claims.AMR = append(claims.AMR, "otp")
 		}
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.keys.signing},
-		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", s.keys.kid))
+	ks := s.keys.Load()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ks.signing},
+		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", ks.kid))
 	if err != nil {
 		return nil, "", err
 	}
@@ -367,7 +368,7 @@ func (s *Server) parseOwnToken(raw string) *accessClaims {
 	if err != nil || len(tok.Headers) != 1 {
 		return nil
 	}
-	for _, k := range s.keys.public() {
+	for _, k := range s.keys.Load().public() {
 		if k.ID != tok.Headers[0].KeyID {
 			continue
 		}

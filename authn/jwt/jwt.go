@@ -159,8 +159,9 @@ type Config struct {
 	CacheSize int
 	// CacheTTL bounds how long a verified token is remembered; it is never
 	// remembered past its expiry either. It is also how long a cached token
-	// stays accepted after its signing key is withdrawn from the JWKS or the
-	// configuration. Zero means 5 minutes; negative values are refused.
+	// stays accepted after its signing key is withdrawn from the JWKS (a key
+	// withdrawn by SetKeys ends its cached tokens at once). Zero means 5
+	// minutes; negative values are refused.
 	CacheTTL time.Duration
 	// RevocationRecheck is how long a cached token carrying a "jti" is
 	// accepted before Revocations is asked about it again. A token revoked
@@ -179,8 +180,7 @@ type Authenticator struct {
 	audiences   josejwt.Audience
 	leeway      time.Duration
 	algs        []jose.SignatureAlgorithm // allowed in token headers
-	static      *keyring
-	fallback    *verifyKey // the single static key without an id, if any
+	static      atomic.Pointer[staticSet]
 	jwks        *jwksCache // nil without JWKSURL
 	rolesClaim  string
 	scopeClaims []string
@@ -205,6 +205,8 @@ type cachedToken struct {
 	// until is when the entry stops being used: its insertion time plus
 	// Config.CacheTTL.
 	until time.Time
+	// keys are the static keys the token was verified under.
+	keys *staticSet
 	// checked is when the revocation list was last consulted (Unix
 	// nanoseconds, the time the query started).
 	checked atomic.Int64
@@ -287,29 +289,16 @@ func New(cfg Config) (*Authenticator, error) {
 		a.now = time.Now
 	}
 
-	keys := make([]*verifyKey, 0, len(cfg.Keys))
-	seen := make(map[string]bool, len(cfg.Keys))
-	for i, k := range cfg.Keys {
-		if k.ID == "" && len(cfg.Keys) > 1 {
-			return nil, fmt.Errorf("jwt: key %d: an ID is required when more than one key is configured", i)
-		}
-		if seen[k.ID] {
-			return nil, fmt.Errorf("jwt: key %d: duplicate ID %q", i, k.ID)
-		}
-		seen[k.ID] = true
-		vk, err := newVerifyKey(k.ID, k.Algorithm, k.Key)
-		if err != nil {
-			return nil, fmt.Errorf("jwt: key %d (%q): %w", i, k.ID, err)
-		}
-		if vk.id == "" {
-			a.fallback = vk
-		}
-		keys = append(keys, vk)
+	sk, err := buildStatic(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, vk := range sk.all {
 		if !slices.Contains(a.algs, vk.alg) {
 			a.algs = append(a.algs, vk.alg)
 		}
 	}
-	a.static = newKeyring(keys)
+	a.static.Store(sk)
 
 	if cfg.JWKSURL != "" {
 		if err := checkJWKSURL(cfg.JWKSURL); err != nil {
@@ -398,11 +387,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential)
 			return p, err
 		}
 	}
+	keys := a.static.Load()
 	p, v, err := a.authenticate(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	e := &cachedToken{p: p, validity: v.validity, until: v.at.Add(a.cacheTTL)}
+	e := &cachedToken{p: p, validity: v.validity, until: v.at.Add(a.cacheTTL), keys: keys}
 	e.checked.Store(v.at.UnixNano())
 	a.cache.Add(sum, e)
 	return p, nil
@@ -413,7 +403,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred guard.Credential)
 // afresh.
 func (a *Authenticator) cached(ctx context.Context, sum credcache.Key, e *cachedToken) (p *guard.Principal, hit bool, err error) {
 	now := a.now()
-	if !now.Before(e.until) {
+	if !now.Before(e.until) || e.keys != a.static.Load() {
+		// Too old, or verified under keys SetKeys has since replaced: a
+		// token of a withdrawn key must not live on in the cache.
 		a.cache.Remove(sum)
 		return nil, false, nil
 	}
@@ -477,7 +469,8 @@ func (a *Authenticator) authenticate(ctx context.Context, token string) (*guard.
 // them verifies its signature.
 func (a *Authenticator) verify(ctx context.Context, jws *jose.JSONWebSignature, kid string, alg jose.SignatureAlgorithm) ([]byte, error) {
 	var buf [maxNoKIDCandidates]*verifyKey
-	cands, known := a.static.lookup(buf[:0], kid, alg, maxNoKIDCandidates)
+	static := a.static.Load()
+	cands, known := static.ring.lookup(buf[:0], kid, alg, maxNoKIDCandidates)
 	var jwksErr error
 	if !known && len(cands) == 0 && a.jwks != nil {
 		// Not a static key: ask the JWKS, refetching it once if it does
@@ -494,8 +487,8 @@ func (a *Authenticator) verify(ctx context.Context, jws *jose.JSONWebSignature, 
 			}
 		}
 	}
-	if !known && len(cands) == 0 && a.fallback != nil && a.fallback.alg == alg {
-		cands = append(cands, a.fallback)
+	if !known && len(cands) == 0 && static.fallback != nil && static.fallback.alg == alg {
+		cands = append(cands, static.fallback)
 	}
 	if len(cands) == 0 {
 		switch {
@@ -687,5 +680,55 @@ func stringList(v json.RawMessage) []string {
 		}
 		return slices.Clip(out)
 	}
+	return nil
+}
+
+// staticSet are the configured keys, replaced as a whole by SetKeys.
+type staticSet struct {
+	ring     *keyring
+	fallback *verifyKey // the single key without an id, if any
+	all      []*verifyKey
+}
+
+func buildStatic(keys []Key) (*staticSet, error) {
+	sk := &staticSet{all: make([]*verifyKey, 0, len(keys))}
+	seen := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		if k.ID == "" && len(keys) > 1 {
+			return nil, fmt.Errorf("jwt: key %d: an ID is required when more than one key is configured", i)
+		}
+		if seen[k.ID] {
+			return nil, fmt.Errorf("jwt: key %d: duplicate ID %q", i, k.ID)
+		}
+		seen[k.ID] = true
+		vk, err := newVerifyKey(k.ID, k.Algorithm, k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("jwt: key %d (%q): %w", i, k.ID, err)
+		}
+		if vk.id == "" {
+			sk.fallback = vk
+		}
+		sk.all = append(sk.all, vk)
+	}
+	sk.ring = newKeyring(sk.all)
+	return sk, nil
+}
+
+// SetKeys replaces the static verification keys, for an issuer that rotates
+// its keys while mcpguard runs (mcpguard's own authorization server). The
+// keys' algorithms must be among those the Authenticator was created with,
+// so that replacing keys can never widen the algorithms a token may use.
+// Cached tokens are verified again under the new keys on their next use.
+func (a *Authenticator) SetKeys(keys []Key) error {
+	sk, err := buildStatic(keys)
+	if err != nil {
+		return err
+	}
+	for _, vk := range sk.all {
+		if !slices.Contains(a.algs, vk.alg) {
+			return fmt.Errorf("jwt: key %q uses %s, which this Authenticator does not accept", vk.id, vk.alg)
+		}
+	}
+	a.static.Store(sk)
 	return nil
 }

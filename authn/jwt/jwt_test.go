@@ -2,6 +2,9 @@ package jwt
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -395,5 +398,41 @@ func TestSingleKeyWithoutID(t *testing.T) {
 				t.Errorf("err = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+}
+
+// SetKeys swaps the static keys: a token of a withdrawn key is refused, a
+// token of an added key accepted, and no new algorithm can be introduced.
+func TestSetKeys(t *testing.T) {
+	t.Parallel()
+	k := testKeys()
+	clock := newFakeClock()
+	a := newTestAuthenticator(t, clock, func(c *Config) {
+		c.Keys = []Key{{ID: "old", Algorithm: "ES256", Key: &k.ec.PublicKey}}
+		c.CacheSize = -1
+	})
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	oldTok := sign(t, jose.ES256, k.ec, "old", claimsAt(clock.Now()))
+	newTok := sign(t, jose.ES256, other, "new", claimsAt(clock.Now()))
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, bearer(newTok)); err == nil {
+		t.Fatal("a token of an unknown key was accepted")
+	}
+	if err := a.SetKeys([]Key{{ID: "old", Algorithm: "ES256", Key: &k.ec.PublicKey}, {ID: "new", Algorithm: "ES256", Key: &other.PublicKey}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{oldTok, newTok} {
+		if _, err := a.Authenticate(ctx, bearer(tok)); err != nil {
+			t.Fatalf("after adding a key: %v", err)
+		}
+	}
+	if err := a.SetKeys([]Key{{ID: "new", Algorithm: "ES256", Key: &other.PublicKey}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(ctx, bearer(oldTok)); !errors.Is(err, guard.ErrInvalidCredentials) {
+		t.Fatalf("a token of a withdrawn key: %v", err)
+	}
+	if err := a.SetKeys([]Key{{ID: "h", Algorithm: "HS256", Key: k.hmac}}); err == nil {
+		t.Fatal("SetKeys introduced HS256 to an ES256 authenticator")
 	}
 }

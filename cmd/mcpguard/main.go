@@ -184,7 +184,21 @@ func keysCmd(g *globals) *cobra.Command {
 		},
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old secret keeps working (0 = not at all)")
-	cmd.AddCommand(create, list, revoke, rotate)
+	var publishFor time.Duration
+	rotateSigning := &cobra.Command{
+		Use:   "rotate-signing",
+		Short: "Rotate the authorization server's token signing key: published now, signing after --publish-for",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return app.KeysRotateSigning(c.Context(), c.OutOrStdout(), cfg.DataDir, publishFor, time.Now())
+		},
+	}
+	rotateSigning.Flags().DurationVar(&publishFor, "publish-for", 10*time.Minute, "how long the new key is published before it signs (longer than clients cache the JWKS)")
+	cmd.AddCommand(create, list, revoke, rotate, rotateSigning)
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/authn/apikey"
 	"github.com/mcpguard/mcpguard/internal/safetext"
+	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/mcpguard/mcpguard/store/sqlite"
 )
@@ -130,6 +131,23 @@ func KeysRotate(ctx context.Context, out io.Writer, dataDir, id string, grace ti
 	} else {
 		fmt.Fprintln(out, "The old secret no longer works.")
 	}
+	return nil
+}
+
+// KeysRotateSigning starts a rotation of the authorization server's token
+// signing key: the new key is published now and signs after publishFor.
+func KeysRotateSigning(ctx context.Context, out io.Writer, dataDir string, publishFor time.Duration, now time.Time) error {
+	s, err := OpenStore(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	k, err := oauth.RotateSigningKey(ctx, s, publishFor, now)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "New signing key %s is published now and signs from %s; the keys it replaces keep verifying until their tokens expire.\n",
+		k.ID, k.CreatedAt.UTC().Format(time.RFC3339))
 	return nil
 }
 

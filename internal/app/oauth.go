@@ -36,7 +36,48 @@ type resourceServer struct {
 	base     string // scheme://host[:port] clients use
 	resource string // canonical URL of the MCP endpoint
 	as       *oauth.Server
+	verifier *jwt.Authenticator // of the built-in server's tokens
 	scopes   []oauth.Scope
+}
+
+// keyReload is how often the built-in server's signing keys are read again,
+// so that a rotation (by the CLI or another replica) reaches this process.
+const keyReload = 30 * time.Second
+
+// reloadKeys keeps the authorization server's signing keys and the token
+// verifier's keys current until ctx is done.
+func (rs *resourceServer) reloadKeys(ctx context.Context, logger *slog.Logger) {
+	t := time.NewTicker(keyReload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := rs.syncKeys(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("oauth: reloading signing keys failed; keeping the current ones", "err", err)
+		}
+	}
+}
+
+func (rs *resourceServer) syncKeys(ctx context.Context) error {
+	if err := rs.as.ReloadKeys(ctx); err != nil {
+		return err
+	}
+	vks, err := rs.as.VerificationKeys(ctx)
+	if err != nil {
+		return err
+	}
+	return rs.verifier.SetKeys(jwtKeys(vks))
+}
+
+func jwtKeys(vks []oauth.VerificationKey) []jwt.Key {
+	keys := make([]jwt.Key, 0, len(vks))
+	for _, k := range vks {
+		keys = append(keys, jwt.Key{ID: k.ID, Algorithm: k.Algorithm, Key: k.Key})
+	}
+	return keys
 }
 
 // oauthScopes converts the configured scopes, sorted by name so that
@@ -114,6 +155,7 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 			return nil, err
 		}
 		router.Issuers[base] = verifier
+		rs.verifier = verifier
 		g.HTTP.ChallengeScopes = cfg.OAuth.DefaultScopes
 		g.HTTP.StepUp = oauth.StepUp(oauth.StepUpConfig{Issuer: base, Scopes: rs.scopes, HasRole: rbac.HeldRole, Users: st})
 	}
@@ -175,7 +217,7 @@ func (rs *resourceServer) mount(mux *http.ServeMux, cfg *config.Config) {
 // ownTokenVerifier verifies the access tokens of mcpguard's own
 // authorization server: its signing keys, its issuer, this resource as the
 // audience, revocation by jti.
-func ownTokenVerifier(ctx context.Context, as *oauth.Server, issuer, resource string, rc time.Duration, st store.Store) (guard.Authenticator, error) {
+func ownTokenVerifier(ctx context.Context, as *oauth.Server, issuer, resource string, rc time.Duration, st store.Store) (*jwt.Authenticator, error) {
 	vks, err := as.VerificationKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: signing keys: %w", err)
@@ -191,9 +233,7 @@ func ownTokenVerifier(ctx context.Context, as *oauth.Server, issuer, resource st
 		Revocations:       st,
 		RevocationRecheck: recheck(rc),
 	}
-	for _, k := range vks {
-		jc.Keys = append(jc.Keys, jwt.Key{ID: k.ID, Algorithm: k.Algorithm, Key: k.Key})
-	}
+	jc.Keys = jwtKeys(vks)
 	a, err := jwt.New(jc)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: token verifier: %w", err)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/mcpguard/mcpguard/oauth"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -189,4 +190,70 @@ func TestExternalProviderJWKS(t *testing.T) {
 	if g.HTTP.StepUp != nil || g.HTTP.ResourceMetadataURL == "" {
 		t.Fatalf("with the built-in server off: %+v", g.HTTP)
 	}
+}
+
+// Signing-key rotation: the new key is published before it signs; a token
+// signed before the rotation verifies after it; a token of the retired key
+// is refused once its grace (the token lifetime) is over.
+func TestSigningKeyRotation(t *testing.T) {
+	rs, g, st, _ := setupTest(t, nil)
+	ctx := context.Background()
+	bearer := func(tok string) guard.Credential { return guard.Credential{Kind: guard.Bearer, Secret: tok} }
+	now := time.Now()
+	long := func() map[string]any {
+		c := claims("https://mcp.example", "https://mcp.example/mcp", nil)
+		c["exp"] = now.Add(48 * time.Hour).Unix() // outlives the grace, to test the key, not exp
+		return c
+	}
+	before := signWith(t, st, long())
+	oldKeys, _ := st.ListSigningKeys(ctx)
+
+	k, err := oauthRotate(ctx, st, 10*time.Minute, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.syncKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vks, _ := rs.as.VerificationKeys(ctx)
+	if len(vks) != 2 || !slices.ContainsFunc(vks, func(v oauthKey) bool { return v.ID == k.ID }) {
+		t.Fatalf("the new key is not published before it signs: %v", vks)
+	}
+	if _, err := g.Authenticator.Authenticate(ctx, bearer(before)); err != nil {
+		t.Fatalf("a token signed before the rotation: %v", err)
+	}
+	// The new key signs only once its publication delay is over.
+	if st2, _ := st.ListSigningKeys(ctx); st2[0].ID != k.ID || !st2[0].CreatedAt.After(now) {
+		t.Fatalf("keys = %+v", st2)
+	}
+	// After the retirement plus the token lifetime, the old key is gone.
+	rs.as = mustServerAt(t, st, now.Add(10*time.Minute+15*time.Minute+2*time.Minute))
+	if err := rs.syncKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vks, _ = rs.as.VerificationKeys(ctx)
+	if len(vks) != 1 || vks[0].ID != k.ID || vks[0].ID == oldKeys[0].ID {
+		t.Fatalf("after the grace: %v", vks)
+	}
+	if _, err := g.Authenticator.Authenticate(ctx, bearer(before)); !errors.Is(err, guard.ErrInvalidCredentials) {
+		t.Fatalf("a token of a retired key after its grace: %v", err)
+	}
+}
+
+type oauthKey = oauth.VerificationKey
+
+var oauthRotate = oauth.RotateSigningKey
+
+// mustServerAt is an authorization server on st whose clock reads at.
+func mustServerAt(t *testing.T, st store.Store, at time.Time) *oauth.Server {
+	t.Helper()
+	s, err := oauth.New(context.Background(), oauth.Config{
+		Issuer: "https://mcp.example", Resources: []string{"https://mcp.example/mcp"}, Store: st,
+		Scopes: []oauth.Scope{{Name: "mcp:read", Role: "viewer"}}, HasRole: func([]string, string) bool { return true },
+		SessionKey: make([]byte, 32), Audit: discard{}, Now: func() time.Time { return at },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

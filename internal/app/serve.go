@@ -240,6 +240,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 	}
 	if rs.as != nil {
 		go purgeOAuth(ctx, st, logger)
+		go rs.reloadKeys(ctx, logger)
 		fmt.Fprintf(o.Status, "[OK] OAuth 2.1 authorization server at %s (scopes %s; users: `mcpguard users add`)\n", base, strings.Join(cfg.OAuth.DefaultScopes, " "))
 	}
 	for _, p := range cfg.Auth.Providers {

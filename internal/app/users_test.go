@@ -137,3 +137,25 @@ func TestKeysRotate(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+func TestKeysRotateSigning(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := OpenStore(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustServerAt(t, st, time.Now()) // creates the first key
+	st.Close()
+	var out bytes.Buffer
+	now := time.Now()
+	if err := KeysRotateSigning(ctx, &out, dir, 5*time.Minute, now); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = OpenStore(ctx, dir)
+	defer st.Close()
+	keys, _ := st.ListSigningKeys(ctx)
+	if len(keys) != 2 || !strings.Contains(out.String(), keys[0].ID) || !keys[1].RetiredAt.Equal(keys[0].CreatedAt) || !keys[0].CreatedAt.Equal(now.Add(5*time.Minute)) {
+		t.Fatalf("keys = %+v\n%s", keys, out.String())
+	}
+}

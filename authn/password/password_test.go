@@ -200,19 +200,19 @@ func TestVerifyDummyTakesAsLong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fastest of several runs, to drown scheduling noise.
-	fastest := func(f func()) time.Duration {
-		best := time.Hour
-		for range 5 {
-			start := time.Now()
-			f()
-			best = min(best, time.Since(start))
-		}
-		return best
+	// The fastest of several interleaved runs of each, so that load on the
+	// machine (other tests, other processes) hits both alike; the bound is
+	// loose because only a gross difference (no hashing at all) matters.
+	known, unknown := time.Hour, time.Hour
+	for range 7 {
+		start := time.Now()
+		h.Verify(real, "a wrong password")
+		known = min(known, time.Since(start))
+		start = time.Now()
+		h.VerifyDummy("a wrong password")
+		unknown = min(unknown, time.Since(start))
 	}
-	known := fastest(func() { h.Verify(real, "a wrong password") })
-	unknown := fastest(func() { h.VerifyDummy("a wrong password") })
-	if unknown < known/2 || unknown > known*2 {
+	if unknown < known/3 || unknown > known*3 {
 		t.Fatalf("VerifyDummy took %v, a real Verify %v: unknown users could be told apart", unknown, known)
 	}
 }

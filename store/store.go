@@ -66,6 +66,7 @@ func (k *APIKey) Expired(now time.Time) bool {
 // either the old state or the new one.
 type Store interface {
 	OAuthStore
+	SecretStore
 
 	// CreateAPIKey stores a new key; ErrExists if its ID is taken.
 	CreateAPIKey(ctx context.Context, k *APIKey) error

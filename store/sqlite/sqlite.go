@@ -131,6 +131,15 @@ var migrations = []string{
 	// API-key rotation with a grace period.
 	`ALTER TABLE api_keys ADD COLUMN prev_hash BLOB;
 	ALTER TABLE api_keys ADD COLUMN prev_expires_at INTEGER NOT NULL DEFAULT 0;`,
+	// The encrypted secret store (envelope encryption by package secrets).
+	`CREATE TABLE secrets (
+		name          TEXT PRIMARY KEY,
+		master_key_id TEXT NOT NULL,
+		wrapped_key   BLOB NOT NULL,
+		ciphertext    BLOB NOT NULL,
+		created_at    INTEGER NOT NULL,
+		updated_at    INTEGER NOT NULL
+	);`,
 }
 
 // Store is a store.Store on a SQLite file.

@@ -63,3 +63,14 @@ func TestOAuthConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestSecretsConformance(t *testing.T) {
+	storetest.RunSecrets(t, func(t *testing.T) store.SecretStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -852,3 +852,72 @@ func tally(errs []error, loss error) (wins int, other error) {
 	}
 	return wins, other
 }
+
+// RunSecrets runs the conformance suite of store.SecretStore. open must
+// return a new, empty store.
+func RunSecrets(t *testing.T, open func(t *testing.T) store.SecretStore) {
+	ctx := context.Background()
+	t.Run("PutGetListDelete", func(t *testing.T) {
+		s := open(t)
+		a := &store.Secret{Name: "b", MasterKeyID: "k1", WrappedKey: []byte{1, 2}, Ciphertext: []byte{3, 4}}
+		if err := s.PutSecret(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		s.PutSecret(ctx, &store.Secret{Name: "a", MasterKeyID: "k1", WrappedKey: []byte{5}, Ciphertext: []byte{6}})
+		got, err := s.GetSecret(ctx, "b")
+		if err != nil || got.MasterKeyID != "k1" || string(got.WrappedKey) != "\x01\x02" || string(got.Ciphertext) != "\x03\x04" || got.CreatedAt.IsZero() {
+			t.Fatalf("get: %+v %v", got, err)
+		}
+		created := got.CreatedAt
+		a.Ciphertext = []byte{9}
+		s.PutSecret(ctx, a)
+		got, _ = s.GetSecret(ctx, "b")
+		if string(got.Ciphertext) != "\x09" || !got.CreatedAt.Equal(created) {
+			t.Fatalf("replace: %+v", got)
+		}
+		list, _ := s.ListSecrets(ctx)
+		if len(list) != 2 || list[0].Name != "a" || list[1].Name != "b" {
+			t.Fatalf("list: %+v", list)
+		}
+		if err := s.DeleteSecret(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetSecret(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted: %v", err)
+		}
+		if err := s.DeleteSecret(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("delete twice: %v", err)
+		}
+	})
+	t.Run("RewrapAllOrNothing", func(t *testing.T) {
+		s := open(t)
+		for _, n := range []string{"a", "b", "c"} {
+			s.PutSecret(ctx, &store.Secret{Name: n, MasterKeyID: "old", WrappedKey: []byte(n), Ciphertext: []byte(n)})
+		}
+		_, err := s.RewrapSecrets(ctx, func(sec *store.Secret) (*store.Secret, error) {
+			if sec.Name == "c" {
+				return nil, errors.New("cannot open c")
+			}
+			out := *sec
+			out.MasterKeyID = "new"
+			return &out, nil
+		})
+		if err == nil {
+			t.Fatal("a failing rewrap succeeded")
+		}
+		if a, _ := s.GetSecret(ctx, "a"); a.MasterKeyID != "old" {
+			t.Fatal("a failed rewrap changed a record")
+		}
+		n, err := s.RewrapSecrets(ctx, func(sec *store.Secret) (*store.Secret, error) {
+			out := *sec
+			out.MasterKeyID, out.WrappedKey = "new", append([]byte("w"), sec.WrappedKey...)
+			return &out, nil
+		})
+		if err != nil || n != 3 {
+			t.Fatalf("rewrap: %d %v", n, err)
+		}
+		if c, _ := s.GetSecret(ctx, "c"); c.MasterKeyID != "new" || string(c.WrappedKey) != "wc" || string(c.Ciphertext) != "c" {
+			t.Fatalf("after rewrap: %+v", c)
+		}
+	})
+}

@@ -87,6 +87,21 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// OAuth configures the built-in OAuth 2.1 authorization server.
 	OAuth OAuthConfig `yaml:"oauth"`
+	// Secrets configures the encrypted secret store.
+	Secrets SecretsConfig `yaml:"secrets"`
+}
+
+// SecretsConfig configures mcpguard's encrypted secret store, from which
+// secret:NAME references are resolved.
+type SecretsConfig struct {
+	// MasterKey wraps the secrets' data keys: 32 bytes as hex or base64,
+	// as a reference (env:NAME or file:/path). Default
+	// env:MCPGUARD_MASTER_KEY.
+	MasterKey SecretRef `yaml:"master_key"`
+	// PreviousMasterKeys still open secrets wrapped before a rotation
+	// (`mcpguard secrets rotate-master`), so that servers keep working
+	// while the rotation rolls out.
+	PreviousMasterKeys []SecretRef `yaml:"previous_master_keys"`
 }
 
 // ServerConfig configures the HTTP server.
@@ -507,6 +522,7 @@ func Default() *Config {
 			LoginMaxFailures: 5,
 			LoginLockout:     15 * time.Minute,
 		},
+		Secrets: SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
 	}
 }
 

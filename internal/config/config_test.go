@@ -193,7 +193,7 @@ func TestErrors(t *testing.T) {
 		{"unknown field", "server:\n  addr: 127.0.0.1:8080\n  adress: x\n",
 			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url)"},
 		{"unknown top-level field", "# comment\n\nlogging: debug\n",
-			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth)"},
+			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth, secrets)"},
 		{"unknown field in flow mapping", "roles:\n  viewer: {permissions: [\"tools:call:query\"], inherit: []}\ntool_permissions: {}\n",
 			"mcpguard.yaml:2: roles.viewer.inherit: unknown field (valid fields here: inherits, permissions)"},
 		{"duplicate key", "audit:\n  log: a.log\n  log: b.log\n",
@@ -209,7 +209,7 @@ func TestErrors(t *testing.T) {
 		{"top level list", "- a\n- b\n",
 			"mcpguard.yaml:1: the top level must be a mapping of settings"},
 		{"anchor on unknown field", "base: &b {log: x}\n",
-			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth)"},
+			"mcpguard.yaml:1: base: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth, secrets)"},
 		{"merge key refused", "audit:\n  <<: {log: x}\n",
 			"mcpguard.yaml:2: audit: merge keys (<<) are not supported"},
 		{"empty audit log", "audit:\n  log: \"\"\n",
@@ -680,8 +680,8 @@ func TestSecretRefResolveEnv(t *testing.T) {
 	}{
 		{"env:MISSING", "config: secret env:MISSING: environment variable MISSING is not set"},
 		{"env:EMPTY", "config: secret env:EMPTY: environment variable EMPTY is empty"},
-		{"topsecret", "config: secret is not a reference; use env:NAME or file:/path"},
-		{"", "config: secret is not a reference; use env:NAME or file:/path"},
+		{"topsecret", "config: secret is not a reference; use env:NAME, file:/path or secret:NAME"},
+		{"", "config: secret is not a reference; use env:NAME, file:/path or secret:NAME"},
 	}
 	for _, tt := range tests {
 		_, err := tt.ref.Resolve(env)
@@ -782,5 +782,37 @@ func TestObservabilityValidation(t *testing.T) {
 	// and metrics settings valid: they are then open to no one.
 	if _, err := Parse("mcpguard.yaml", []byte("roles:\n  ops: {permissions: [\"tools:call:*\"]}\ntool_permissions: {}\n"), nil); err != nil {
 		t.Fatalf("roles without admin: %v", err)
+	}
+}
+
+func TestSecretStoreReferences(t *testing.T) {
+	t.Parallel()
+	ref := SecretRef("secret:github-token")
+	if !ref.Valid() || ref.String() != "secret:github-token" {
+		t.Fatalf("%q", ref.String())
+	}
+	for _, bad := range []SecretRef{"secret:", "secret:../x", "secret:a b"} {
+		if bad.Valid() {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := ref.Resolve(nil); err == nil || !strings.Contains(err.Error(), "MCPGUARD_MASTER_KEY") {
+		t.Fatalf("without the store: %v", err)
+	}
+	v, err := ref.ResolveWith(Resolver{Secret: func(name string) ([]byte, error) {
+		if name != "github-token" {
+			return nil, errors.New("no such secret")
+		}
+		return []byte("tok"), nil
+	}})
+	if err != nil || string(v) != "tok" {
+		t.Fatalf("ResolveWith: %q %v", v, err)
+	}
+	_, err = SecretRef("secret:missing").ResolveWith(Resolver{Secret: func(string) ([]byte, error) { return nil, errors.New("no such secret") }})
+	if err == nil || !strings.Contains(err.Error(), "secret:missing") {
+		t.Fatalf("missing secret: %v", err)
+	}
+	if _, err := Parse("m.yaml", []byte("secrets:\n  master_key: secret:x\n"), nil); err == nil {
+		t.Fatal("a master key in the store it unlocks was accepted")
 	}
 }

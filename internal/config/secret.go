@@ -19,6 +19,9 @@ const maxRefFileBytes = 1 << 20
 // envName matches a valid environment variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// secretName matches the name of a secret in mcpguard's secret store.
+var secretName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
 // parseRef splits a reference into its scheme ("env" or "file") and target,
 // reporting whether it is well-formed.
 func parseRef(s string) (scheme, target string, ok bool) {
@@ -29,14 +32,27 @@ func parseRef(s string) (scheme, target string, ok bool) {
 	case strings.HasPrefix(s, "file:"):
 		target = strings.TrimPrefix(s, "file:")
 		return "file", target, target != ""
+	case strings.HasPrefix(s, "secret:"):
+		target = strings.TrimPrefix(s, "secret:")
+		return "secret", target, secretName.MatchString(target)
 	}
 	return "", "", false
 }
 
+// Resolver resolves references: env:NAME from Env (nil: the process
+// environment), file:/path from the file system, and secret:NAME from
+// mcpguard's encrypted secret store through Secret (nil: secret:
+// references are refused with an explanation).
+type Resolver struct {
+	Env    func(string) (string, bool)
+	Secret func(name string) ([]byte, error)
+}
+
 // SecretRef refers to a secret without containing it: "env:NAME" (the
-// value of environment variable NAME) or "file:/path" (the contents of a
+// value of environment variable NAME), "file:/path" (the contents of a
 // file readable only by its owner; a relative path is relative to the
-// working directory). Its String, GoString, text and log forms show only
+// working directory) or "secret:NAME" (a secret in mcpguard's encrypted
+// store, `mcpguard secrets set NAME`). Its String, GoString, text and log forms show only
 // the reference, and redact it entirely if it is not a well-formed
 // reference (and so might be an inline secret).
 type SecretRef string
@@ -77,7 +93,12 @@ func (s SecretRef) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // trimmed. An unset or empty variable or an empty file is an error. Errors
 // name the variable or path, never the secret.
 func (s SecretRef) Resolve(env func(string) (string, bool)) ([]byte, error) {
-	return resolve(string(s), "secret", env, true)
+	return s.ResolveWith(Resolver{Env: env})
+}
+
+// ResolveWith is Resolve with secret:NAME references too.
+func (s SecretRef) ResolveWith(r Resolver) ([]byte, error) {
+	return resolve(string(s), "secret", r, true)
 }
 
 // Ref refers to a value that is not secret, such as a PEM public key,
@@ -97,15 +118,31 @@ func (r Ref) String() string { return string(r) }
 // Resolve returns the value r refers to, like SecretRef.Resolve but
 // without the file permission check. env nil means os.LookupEnv.
 func (r Ref) Resolve(env func(string) (string, bool)) ([]byte, error) {
-	return resolve(string(r), "reference", env, false)
+	return r.ResolveWith(Resolver{Env: env})
 }
 
-func resolve(ref, what string, env func(string) (string, bool), private bool) ([]byte, error) {
+// ResolveWith is Resolve with secret:NAME references too.
+func (r Ref) ResolveWith(res Resolver) ([]byte, error) {
+	return resolve(string(r), "reference", res, false)
+}
+
+func resolve(ref, what string, r Resolver, private bool) ([]byte, error) {
 	scheme, target, ok := parseRef(ref)
 	if !ok {
-		return nil, fmt.Errorf("config: %s is not a reference; use env:NAME or file:/path", what)
+		return nil, fmt.Errorf("config: %s is not a reference; use env:NAME, file:/path or secret:NAME", what)
 	}
-	if scheme == "env" {
+	env := r.Env
+	switch scheme {
+	case "secret":
+		if r.Secret == nil {
+			return nil, fmt.Errorf("config: %s secret:%s: the secret store is not available here (set the master key, MCPGUARD_MASTER_KEY, and run this within mcpguard serve)", what, target)
+		}
+		v, err := r.Secret(target)
+		if err != nil {
+			return nil, fmt.Errorf("config: %s secret:%s: %w", what, target, err)
+		}
+		return v, nil
+	case "env":
 		if env == nil {
 			env = os.LookupEnv
 		}

@@ -51,6 +51,15 @@ func validate(c *Config) []problem {
 	v.audit(path{}.field("audit"), &c.Audit)
 	v.observability(c)
 	v.oauth(path{}.field("oauth"), &c.OAuth, c.Roles)
+	sp := path{}.field("secrets")
+	if c.Secrets.MasterKey == "" || !c.Secrets.MasterKey.Valid() || strings.HasPrefix(string(c.Secrets.MasterKey), "secret:") {
+		v.add(sp.field("master_key"), "must be env:NAME or file:/path (not inline, not secret:)")
+	}
+	for i, k := range c.Secrets.PreviousMasterKeys {
+		if !k.Valid() || strings.HasPrefix(string(k), "secret:") {
+			v.add(sp.field("previous_master_keys").index(i), "must be env:NAME or file:/path (not inline, not secret:)")
+		}
+	}
 	v.providers(path{}.field("auth").field("providers"), c.Auth.Providers, c.Roles)
 	return v.problems
 }

@@ -1,19 +1,23 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
-	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mcpguard/mcpguard/guard"
-	"github.com/mcpguard/mcpguard/internal/safehttp"
+	"github.com/mcpguard/mcpguard/internal/safetext"
 	"github.com/mcpguard/mcpguard/store"
 )
 
@@ -24,52 +28,64 @@ type client struct {
 	metadataDocument bool
 }
 
-// Registration bounds.
+// Client metadata bounds.
 const (
+	maxClientID     = 1024
 	maxRedirectURIs = 10
-	maxClientName   = 200
-	maxCIMDBytes    = 16 << 10
+	maxRedirectURI  = 1024
+	maxClientName   = 200 // characters
+	maxSecret       = 512
 )
 
 // lookupClient finds a client by id: a metadata-document URL, or a stored
-// client.
+// client. Its errors are safe to show.
 func (s *Server) lookupClient(ctx context.Context, id string) (*client, error) {
-	if id == "" || len(id) > 2048 {
-		return nil, errors.New("client_id is missing or too long")
+	if id == "" {
+		return nil, errors.New("client_id is missing")
 	}
-	if strings.HasPrefix(id, "https://") || (s.cfg.AllowPrivateCIMD && strings.HasPrefix(id, "http://")) {
+	if len(id) > maxClientID || !utf8.ValidString(id) {
+		return nil, errors.New("client_id is too long or not text")
+	}
+	if strings.HasPrefix(id, "https://") || strings.HasPrefix(id, "http://") {
 		if !s.cfg.ClientIDMetadataDocuments {
-			return nil, errors.New("this server does not accept URL client ids")
+			return nil, errors.New("this server does not accept URL client ids (Client ID Metadata Documents are disabled)")
 		}
 		return s.cimd.get(ctx, id)
 	}
 	c, err := s.cfg.Store.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errors.New("no such client")
+		return nil, errors.New("no client is registered with this client_id")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client lookup failed")
+		s.logger.Error("oauth: read client", "err", err)
+		return nil, errors.New("the client could not be looked up; try again later")
 	}
 	return &client{OAuthClient: *c}, nil
 }
 
+var errInvalidClient = errors.New("invalid_client")
+
 // authenticateClient authenticates the client of a token, revocation or
-// introspection request: HTTP Basic or form credentials for confidential
-// clients, the bare client_id for public ones. Errors are OAuth error codes.
+// introspection request (r's form already parsed): client_secret_basic
+// (HTTP Basic, RFC 6749 §2.3.1) or client_secret_post for confidential
+// clients, whichever they use (both carry the same secret); the bare
+// client_id for public ones, which must present no secret. Secrets are
+// compared by SHA-256 digest in constant time.
 func (s *Server) authenticateClient(r *http.Request) (*client, error) {
 	id, secret, basic := r.BasicAuth()
+	formID, formSecret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	if basic {
 		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
+		id, err1 = url.QueryUnescape(id) // RFC 6749 §2.3.1: form-encoded first
 		secret, err2 = url.QueryUnescape(secret)
-		if err1 != nil || err2 != nil {
-			return nil, errInvalidClient
-		}
-		if r.PostFormValue("client_secret") != "" {
-			return nil, errInvalidClient // two methods at once (RFC 6749 §2.3)
+		if err1 != nil || err2 != nil || formSecret != "" || (formID != "" && formID != id) {
+			return nil, errInvalidClient // malformed, or two methods at once
 		}
 	} else {
-		id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
+		id, secret = formID, formSecret
+	}
+	if id == "" || len(secret) > maxSecret {
+		return nil, errInvalidClient
 	}
 	c, err := s.lookupClient(r.Context(), id)
 	if err != nil {
@@ -77,7 +93,9 @@ func (s *Server) authenticateClient(r *http.Request) (*client, error) {
 	}
 	switch c.TokenEndpointAuthMethod {
 	case "none":
-		if secret != "" || basic {
+		// A public client only names itself; HTTP Basic with an empty
+		// password does the same (x/oauth2's auto-detection sends it).
+		if secret != "" {
 			return nil, errInvalidClient
 		}
 	case "client_secret_basic", "client_secret_post":
@@ -90,9 +108,8 @@ func (s *Server) authenticateClient(r *http.Request) (*client, error) {
 	return c, nil
 }
 
-var errInvalidClient = errors.New("invalid_client")
-
-// registration is an RFC 7591 request and response.
+// registration is RFC 7591 client metadata: a registration request and
+// response, or a Client ID Metadata Document.
 type registration struct {
 	ClientID                string   `json:"client_id,omitempty"`
 	ClientSecret            string   `json:"client_secret,omitempty"`
@@ -106,37 +123,56 @@ type registration struct {
 	Scope                   string   `json:"scope,omitempty"`
 }
 
-// validateMetadata checks the client metadata of a registration or a
-// metadata document and fills in defaults.
+// metadataError is a client metadata problem, with its RFC 7591 §3.2.2
+// error code.
+type metadataError struct {
+	code, msg string
+}
+
+func (e *metadataError) Error() string { return e.msg }
+
+func badMetadata(format string, args ...any) error {
+	return &metadataError{"invalid_client_metadata", fmt.Sprintf(format, args...)}
+}
+
+func badRedirect(format string, args ...any) error {
+	return &metadataError{"invalid_redirect_uri", fmt.Sprintf(format, args...)}
+}
+
+// validateMetadata checks client metadata and fills in defaults. allowSecret
+// is false for metadata documents, whose clients are public.
 func (s *Server) validateMetadata(m *registration, allowSecret bool) error {
 	if len(m.RedirectURIs) == 0 || len(m.RedirectURIs) > maxRedirectURIs {
-		return fmt.Errorf("between 1 and %d redirect_uris are required", maxRedirectURIs)
+		return badRedirect("between 1 and %d redirect_uris are required", maxRedirectURIs)
 	}
 	for _, u := range m.RedirectURIs {
-		if len(u) > 2048 {
-			return errors.New("a redirect URI is too long")
-		}
 		if err := checkRedirectURI(u); err != nil {
-			return err
+			return badRedirect("%s", err.Error())
 		}
 	}
-	if len(m.ClientName) > maxClientName {
-		return fmt.Errorf("client_name is longer than %d characters", maxClientName)
+	name, err := displayName(m.ClientName)
+	if err != nil {
+		return err
 	}
-	m.ClientName = safeField(m.ClientName)
-	if m.GrantTypes == nil {
+	m.ClientName = name
+	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{"authorization_code", "refresh_token"}
 	}
 	for _, g := range m.GrantTypes {
 		if g != "authorization_code" && g != "refresh_token" {
-			return fmt.Errorf("grant type %q may not be registered (authorization_code and refresh_token only)", safeField(g))
+			return badMetadata("grant type %q may not be registered (authorization_code and refresh_token only)", safetext.Printable(g, 64))
 		}
 	}
+	if !slices.Contains(m.GrantTypes, "authorization_code") {
+		return badMetadata("grant_types must include authorization_code")
+	}
+	m.GrantTypes = slices.Compact(slices.Sorted(slices.Values(m.GrantTypes)))
 	for _, rt := range m.ResponseTypes {
 		if rt != "code" {
-			return errors.New(`only response type "code" is supported`)
+			return badMetadata(`only response type "code" is supported`)
 		}
 	}
+	m.ResponseTypes = []string{"code"}
 	if m.TokenEndpointAuthMethod == "" {
 		m.TokenEndpointAuthMethod = "none"
 	}
@@ -144,44 +180,70 @@ func (s *Server) validateMetadata(m *registration, allowSecret bool) error {
 	case "none":
 	case "client_secret_basic", "client_secret_post":
 		if !allowSecret {
-			return errors.New("token_endpoint_auth_method must be none")
+			return badMetadata("token_endpoint_auth_method must be none")
 		}
 	default:
-		return fmt.Errorf("token_endpoint_auth_method %q is not supported", safeField(m.TokenEndpointAuthMethod))
+		return badMetadata("token_endpoint_auth_method %q is not supported", safetext.Printable(m.TokenEndpointAuthMethod, 64))
+	}
+	if len(m.Scope) > maxScopeParam {
+		return badMetadata("scope is too long")
 	}
 	for _, sc := range strings.Fields(m.Scope) {
 		if _, ok := s.scopes[sc]; !ok {
-			return fmt.Errorf("unknown scope %q", safeField(sc))
+			return badMetadata("unknown scope %q", safetext.Printable(sc, 64))
 		}
 	}
 	return nil
 }
 
+// displayName checks and cleans a client_name for the consent page: at
+// most maxClientName characters, with control and formatting characters
+// (bidirectional overrides, zero-width characters) removed, so that a name
+// cannot disguise itself.
+func displayName(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", badMetadata("client_name is not valid UTF-8")
+	}
+	if utf8.RuneCountInString(raw) > maxClientName {
+		return "", badMetadata("client_name is longer than %d characters", maxClientName)
+	}
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsSpace(r):
+			return ' '
+		case unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r):
+			return -1
+		}
+		return r
+	}, raw)
+	return strings.Join(strings.Fields(clean), " "), nil
+}
+
 // register is dynamic client registration (RFC 7591).
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
+		return
+	}
 	var m registration
 	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&m); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be a JSON client metadata document of at most 64 KiB")
+	if err := dec.Decode(&m); err != nil || dec.Decode(&struct{}{}) != io.EOF {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be one JSON client metadata object of at most 64 KiB")
+		return
+	}
+	if m.ClientID != "" || m.ClientSecret != "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "client_id and client_secret are assigned by the server")
 		return
 	}
 	if err := s.validateMetadata(&m, true); err != nil {
-		s.audit(r, "oauth/register", "", "", guard.Denied, err.Error())
+		var me *metadataError
 		code := "invalid_client_metadata"
-		if strings.Contains(err.Error(), "redirect") {
-			code = "invalid_redirect_uri"
+		if errors.As(err, &me) {
+			code = me.code
 		}
+		s.audit(r, "oauth/register", "", "", guard.Denied, code+": "+err.Error())
 		writeOAuthError(w, http.StatusBadRequest, code, err.Error())
-		return
-	}
-	n, err := s.cfg.Store.CountDynamicClients(r.Context())
-	if err != nil {
-		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "registration is temporarily unavailable")
-		return
-	}
-	if n >= s.cfg.MaxDynamicClients {
-		s.audit(r, "oauth/register", "", "", guard.Denied, "dynamic client limit reached")
-		writeOAuthError(w, http.StatusForbidden, "access_denied", "this server accepts no more dynamic registrations; ask its operator to pre-register your client")
 		return
 	}
 	// The registered scope does not bound a dynamic client: clients copy
@@ -190,147 +252,43 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	// token gets is bounded by the user's roles and consent instead (RFC
 	// 7591 §3.2.1 lets the server replace requested metadata; the response
 	// says so).
-	c := &store.OAuthClient{
-		ID: "mcpd_" + randomHex(12), Name: m.ClientName, RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes,
-		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, Dynamic: true, CreatedAt: s.now(),
-	}
 	var all []string
 	for _, sc := range s.cfg.Scopes {
 		all = append(all, sc.Name)
 	}
 	m.Scope = strings.Join(all, " ")
-	if c.Name == "" {
-		c.Name = "Unnamed client"
+	c := &store.OAuthClient{
+		ID: "mcpd_" + randomHex(16), Name: cmp.Or(m.ClientName, "Unnamed client"), RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes,
+		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, Dynamic: true, CreatedAt: s.now(),
 	}
 	if m.TokenEndpointAuthMethod != "none" {
 		m.ClientSecret = randomToken(32)
 		c.SecretHash = digest(m.ClientSecret)
-		zero := int64(0)
-		m.ClientSecretExpiresAt = &zero
+		never := int64(0)
+		m.ClientSecretExpiresAt = &never
 	}
-	if err := s.cfg.Store.CreateClient(r.Context(), c); err != nil {
+	s.regMu.Lock()
+	n, err := s.cfg.Store.CountDynamicClients(r.Context())
+	if err == nil && n >= s.cfg.MaxDynamicClients {
+		s.regMu.Unlock()
+		s.audit(r, "oauth/register", "", "", guard.Denied, "dynamic client limit reached")
+		writeOAuthError(w, http.StatusForbidden, "access_denied", "this server accepts no more dynamic registrations; ask its operator to pre-register your client")
+		return
+	}
+	if err == nil {
+		err = s.cfg.Store.CreateClient(r.Context(), c)
+	}
+	s.regMu.Unlock()
+	if err != nil {
+		s.logger.Error("oauth: register client", "err", err)
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "registration is temporarily unavailable")
 		return
 	}
-	s.audit(r, "oauth/register", "", c.ID, guard.Allowed, "client registered: "+c.Name)
+	if s.audit(r, "oauth/register", "", c.ID, guard.Allowed, "client registered: "+c.Name) != nil {
+		s.cfg.Store.DeleteClient(r.Context(), c.ID)
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "registration is temporarily unavailable")
+		return
+	}
 	m.ClientID, m.ClientIDIssuedAt, m.ClientName = c.ID, c.CreatedAt.Unix(), c.Name
-	if m.ResponseTypes == nil {
-		m.ResponseTypes = []string{"code"}
-	}
 	writeJSON(w, http.StatusCreated, m)
-}
-
-// cimdCache fetches and remembers Client ID Metadata Documents.
-type cimdCache struct {
-	client *http.Client
-	now    func() time.Time
-	mu     sync.Mutex
-	docs   map[string]cimdEntry
-	size   int
-}
-
-type cimdEntry struct {
-	c     *client
-	until time.Time
-}
-
-func newCIMDCache(c *http.Client, size int, now func() time.Time) *cimdCache {
-	return &cimdCache{client: c, now: now, docs: map[string]cimdEntry{}, size: size}
-}
-
-// get returns the client a metadata document URL names, fetching the
-// document when it is not cached or its cache time is over.
-func (c *cimdCache) get(ctx context.Context, id string) (*client, error) {
-	u, err := url.Parse(id)
-	if err != nil || u.Host == "" || u.Path == "" || u.Path == "/" || u.Fragment != "" || u.User != nil || strings.Contains(u.Path, "/../") || strings.HasSuffix(u.Path, "/..") {
-		return nil, errors.New("a URL client_id must be an https URL with a path")
-	}
-	now := c.now()
-	c.mu.Lock()
-	if e, ok := c.docs[id]; ok && now.Before(e.until) {
-		c.mu.Unlock()
-		return e.c, nil
-	}
-	c.mu.Unlock()
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	body, hdr, err := safehttp.Get(fctx, c.client, id, "application/json", maxCIMDBytes)
-	if err != nil {
-		if errors.Is(err, safehttp.ErrForbiddenAddress) {
-			return nil, errors.New("the client metadata document URL points at a private or loopback address")
-		}
-		return nil, errors.New("the client metadata document could not be fetched")
-	}
-	var m struct {
-		registration
-		ClientID string `json:"client_id"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, errors.New("the client metadata document is not valid JSON")
-	}
-	if m.ClientID != id {
-		return nil, errors.New("the client metadata document's client_id does not equal its URL")
-	}
-	if m.ClientName == "" {
-		return nil, errors.New("the client metadata document has no client_name")
-	}
-	if m.registration.ClientSecret != "" {
-		return nil, errors.New("a client metadata document may not carry a secret")
-	}
-	srv := &Server{scopes: map[string]Scope{}} // metadata checks that need no scopes
-	m.registration.Scope = ""
-	if err := srv.validateMetadata(&m.registration, false); err != nil {
-		return nil, fmt.Errorf("the client metadata document is invalid: %w", err)
-	}
-	cl := &client{OAuthClient: store.OAuthClient{
-		ID: id, Name: m.ClientName, RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes, TokenEndpointAuthMethod: "none",
-	}, metadataDocument: true}
-	ttl := cacheTTL(hdr.Get("Cache-Control"))
-	c.mu.Lock()
-	if len(c.docs) >= c.size {
-		// Bounded: drop expired documents, then any (a map's order is
-		// random, so no client can pin its own entry).
-		for k, e := range c.docs {
-			if !now.Before(e.until) || len(c.docs) >= c.size {
-				delete(c.docs, k)
-			}
-		}
-	}
-	c.docs[id] = cimdEntry{c: cl, until: now.Add(ttl)}
-	c.mu.Unlock()
-	return cl, nil
-}
-
-// cacheTTL reads max-age from Cache-Control, clamped to [1 minute, 24
-// hours]; 5 minutes without one.
-func cacheTTL(cc string) time.Duration {
-	for _, d := range strings.Split(cc, ",") {
-		name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
-		if strings.EqualFold(name, "max-age") {
-			var secs int
-			if _, err := fmt.Sscanf(val, "%d", &secs); err == nil {
-				return min(max(time.Duration(secs)*time.Second, time.Minute), 24*time.Hour)
-			}
-		}
-		if strings.EqualFold(name, "no-store") || strings.EqualFold(name, "no-cache") {
-			return time.Minute
-		}
-	}
-	return 5 * time.Minute
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-// writeOAuthError writes an RFC 6749 §5.2 error.
-func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	if code == "invalid_client" && status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mcpguard"`)
-	}
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 //go:embed templates/page.html templates/style.css
@@ -21,8 +22,10 @@ var styleCSS = func() []byte {
 	return b
 }()
 
-// pageData is what the sign-in pages show.
+// pageData is what the sign-in pages show. html/template escapes every
+// field for its context.
 type pageData struct {
+	Base                     string // the issuer's path, for links and form actions
 	Kind, Title, Error       string
 	Client, ClientID         string
 	RedirectHost, User, CSRF string
@@ -37,30 +40,39 @@ func serveCSS(w http.ResponseWriter, _ *http.Request) {
 }
 
 // render writes a page. Its Content-Security-Policy allows the page's own
-// stylesheet and nothing else; formTarget, when set, is the client's
-// redirect URI, whose origin must be allowed as a form action because the
-// form's response redirects there and browsers apply form-action to
-// redirects.
+// stylesheet and nothing else. formTarget, when set, is the client's
+// validated redirect URI: its origin is allowed as a form action, because
+// the form's response may redirect there (303) and browsers apply
+// form-action to the redirects a form submission follows.
 func render(w http.ResponseWriter, status int, d pageData, formTarget string) {
 	formAction := "'self'"
-	if u, err := url.Parse(formTarget); err == nil && u.Host != "" {
-		formAction += " " + u.Scheme + "://" + u.Host
+	if o := originOf(formTarget); o != "" {
+		formAction += " " + o
 	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	// same-origin, not no-referrer: with no-referrer browsers send
-	// "Origin: null" on the pages' own form posts, which the Origin check
-	// must refuse. Nothing is sent to other origins either way.
+	// same-origin, not no-referrer: under no-referrer browsers send
+	// "Origin: null" with the pages' own form posts, which the Origin
+	// check must refuse. Nothing is sent to other origins either way.
 	h.Set("Referrer-Policy", "same-origin")
 	var buf bytes.Buffer
 	if err := pageTemplate.ExecuteTemplate(&buf, "page", d); err != nil {
-		http.Error(w, "page could not be rendered", http.StatusInternalServerError)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
+}
+
+// originOf returns scheme://host of an absolute URL, or "".
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 func redirectHost(raw string) string {
@@ -73,26 +85,30 @@ func redirectHost(raw string) string {
 
 // storeTxn seals t into the transaction cookie; false when it cannot (the
 // response is then an error page).
-func (s *Server) storeTxn(w http.ResponseWriter, r *http.Request, t *txn) bool {
-	v, err := s.sealer.seal(purposeTxn, t, s.now().Add(txnTTL))
+func (s *Server) storeTxn(w http.ResponseWriter, t *txn) bool {
+	exp := time.Unix(t.Expires, 0)
+	v, err := s.sealer.seal(purposeTxn, t, exp)
 	if err != nil {
-		s.logger.Error("oauth: seal transaction", "err", err)
-		s.errorPage(w, r, http.StatusBadRequest, "The request is too large.")
+		s.logger.Warn("oauth: sign-in transaction too large for a cookie", "client_id", t.ClientID)
+		s.errorPage(w, http.StatusBadRequest, "The authorization request is too large. Ask the application's developer to shorten its state or redirect URI.")
 		return false
 	}
-	s.setCookie(w, "mcpguard_oauth_txn", v, txnTTL)
+	s.setCookie(w, cookieTxn, v, exp.Sub(s.now()))
 	return true
 }
 
-func (s *Server) base(t *txn) pageData {
-	return pageData{Client: t.ClientName, ClientID: t.ClientID, RedirectHost: redirectHost(t.RedirectURI), User: t.User, CSRF: t.CSRF, LoopbackOnly: t.LoopbackCID}
+func (s *Server) pageFor(t *txn) pageData {
+	return pageData{
+		Base: s.prefix, Client: t.ClientName, ClientID: t.ClientID, RedirectHost: redirectHost(t.RedirectURI),
+		User: t.User, CSRF: t.CSRF, LoopbackOnly: t.LoopbackCIMD,
+	}
 }
 
-func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, t *txn, msg string) {
-	if !s.storeTxn(w, r, t) {
+func (s *Server) showLogin(w http.ResponseWriter, t *txn, msg string) {
+	if !s.storeTxn(w, t) {
 		return
 	}
-	d := s.base(t)
+	d := s.pageFor(t)
 	d.Kind, d.Title, d.Error = "login", "Sign in to mcpguard", msg
 	status := http.StatusOK
 	if msg != "" {
@@ -101,11 +117,11 @@ func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, t *txn, msg s
 	render(w, status, d, t.RedirectURI)
 }
 
-func (s *Server) showMFA(w http.ResponseWriter, r *http.Request, t *txn, msg string) {
-	if !s.storeTxn(w, r, t) {
+func (s *Server) showMFA(w http.ResponseWriter, t *txn, msg string) {
+	if !s.storeTxn(w, t) {
 		return
 	}
-	d := s.base(t)
+	d := s.pageFor(t)
 	d.Kind, d.Title, d.Error = "mfa", "Two-factor authentication", msg
 	status := http.StatusOK
 	if msg != "" {
@@ -114,11 +130,11 @@ func (s *Server) showMFA(w http.ResponseWriter, r *http.Request, t *txn, msg str
 	render(w, status, d, t.RedirectURI)
 }
 
-func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, t *txn, granted []string) {
-	if !s.storeTxn(w, r, t) {
+func (s *Server) showConsent(w http.ResponseWriter, t *txn, granted []string) {
+	if !s.storeTxn(w, t) {
 		return
 	}
-	d := s.base(t)
+	d := s.pageFor(t)
 	d.Kind, d.Title = "consent", "Allow access?"
 	for _, name := range granted {
 		d.Scopes = append(d.Scopes, s.scopes[name])
@@ -126,6 +142,9 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, t *txn, gra
 	render(w, http.StatusOK, d, t.RedirectURI)
 }
 
-func (s *Server) errorPage(w http.ResponseWriter, _ *http.Request, status int, msg string) {
-	render(w, status, pageData{Kind: "error", Title: "Sign-in problem", Error: msg}, "")
+// errorPage shows an error that must not go back to the client (its
+// identity or redirect URI is not established, or the sign-in state is
+// not trustworthy). msg is fixed text or sanitized input, never a secret.
+func (s *Server) errorPage(w http.ResponseWriter, status int, msg string) {
+	render(w, status, pageData{Base: s.prefix, Kind: "error", Title: "Sign-in problem", Error: msg}, "")
 }

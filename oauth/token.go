@@ -1,78 +1,27 @@
 package oauth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/safetext"
 	"github.com/mcpguard/mcpguard/store"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
-// Metadata is the authorization server's RFC 8414 metadata.
-func (s *Server) Metadata() *oauthex.AuthServerMeta {
-	m := &oauthex.AuthServerMeta{
-		Issuer:                                    s.cfg.Issuer,
-		AuthorizationEndpoint:                     s.cfg.Issuer + "/oauth/authorize",
-		TokenEndpoint:                             s.cfg.Issuer + "/oauth/token",
-		JWKSURI:                                   s.cfg.Issuer + "/.well-known/jwks.json",
-		RevocationEndpoint:                        s.cfg.Issuer + "/oauth/revoke",
-		IntrospectionEndpoint:                     s.cfg.Issuer + "/oauth/introspect",
-		ResponseTypesSupported:                    []string{"code"},
-		ResponseModesSupported:                    []string{"query"},
-		GrantTypesSupported:                       []string{"authorization_code", "refresh_token", "client_credentials"},
-		TokenEndpointAuthMethodsSupported:         []string{"none", "client_secret_basic", "client_secret_post"},
-		RevocationEndpointAuthMethodsSupported:    []string{"none", "client_secret_basic", "client_secret_post"},
-		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
-		CodeChallengeMethodsSupported:             []string{"S256"},
-		ClientIDMetadataDocumentSupported:         s.cfg.ClientIDMetadataDocuments,
-	}
-	for _, sc := range s.cfg.Scopes {
-		m.ScopesSupported = append(m.ScopesSupported, sc.Name)
-	}
-	if s.cfg.DynamicRegistration {
-		m.RegistrationEndpoint = s.cfg.Issuer + "/oauth/register"
-	}
-	return m
-}
-
-// serveMetadata serves the RFC 8414 document (also at the OpenID
-// discovery path, with the OIDC fields that hold).
-func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	doc := map[string]any{}
-	b, _ := json.Marshal(s.Metadata())
-	json.Unmarshal(b, &doc)
-	doc["authorization_response_iss_parameter_supported"] = true
-	doc["service_documentation"] = "https://github.com/mcpguard/mcpguard#6-sign-in-with-oauth-no-key-to-paste"
-	if strings.HasSuffix(r.URL.Path, "openid-configuration") {
-		doc["subject_types_supported"] = []string{"public"}
-		doc["id_token_signing_alg_values_supported"] = []string{"ES256"}
-	}
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	json.NewEncoder(w).Encode(doc)
-}
-
-func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request) {
-	var set jose.JSONWebKeySet
-	for _, k := range s.keys.Load().public() {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Key, KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
-	}
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	json.NewEncoder(w).Encode(set)
-}
+// Token request bounds.
+const (
+	maxTokenField = 512 // codes and refresh tokens are 43 characters
+)
 
 // tokenResponse is RFC 6749 §5.1.
 type tokenResponse struct {
@@ -86,218 +35,321 @@ type tokenResponse struct {
 // grant is what a token is issued for.
 type grant struct {
 	subject, clientID, resource string
-	scopes, roles               []string
-	authTime, mfaTime           time.Time
-	familyID                    string // "" for no refresh token
-	refreshExpiry               time.Time
-	rotated                     string // the refresh token a rotation already stored
+	scopes                      []string
+	roles                       []string
+	authTime, mfaTime           time.Time // zero for client_credentials
+	jti                         string    // "" for a random one
+	// newFamily, when set, is the family of a refresh token to create;
+	// rotated is a refresh token the rotation already stored.
+	newFamily string
+	rotated   string
+}
+
+// tokenError is an RFC 6749 §5.2 error of the token endpoint.
+type tokenError struct {
+	status            int
+	code, description string
+	subject           string // for the audit record, when known
+}
+
+func tokenErr(code, description string) *tokenError {
+	return &tokenError{status: http.StatusBadRequest, code: code, description: description}
+}
+
+func unavailableErr(what string) *tokenError {
+	return &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: what + " cannot be checked right now; try again"}
+}
+
+// readForm parses an application/x-www-form-urlencoded body of at most
+// 64 KiB whose parameters each appear once (RFC 6749 §3.2).
+func readForm(r *http.Request) *tokenError {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return tokenErr("invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		return tokenErr("invalid_request", "the body must be a form of at most 64 KiB")
+	}
+	for name, v := range r.PostForm {
+		if len(v) > 1 {
+			return tokenErr("invalid_request", "parameter "+safetext.Printable(name, 64)+" is repeated")
+		}
+	}
+	return nil
 }
 
 // token is the token endpoint.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be an application/x-www-form-urlencoded form of at most 64 KiB")
+	cors(w)
+	if e := readForm(r); e != nil {
+		writeOAuthError(w, e.status, e.code, e.description)
 		return
-	}
-	for name, v := range r.PostForm {
-		if len(v) > 1 {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+safeField(name)+" is repeated")
-			return
-		}
 	}
 	c, err := s.authenticateClient(r)
 	if err != nil {
-		s.audit(r, "oauth/token", "", safeField(r.PostFormValue("client_id")), guard.AuthFailed, "client authentication failed")
+		s.audit(r, "oauth/token", "", safetext.Printable(r.PostForm.Get("client_id"), 200), guard.AuthFailed, "client authentication failed")
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	}
-	gt := r.PostFormValue("grant_type")
-	if !slices.Contains(c.GrantTypes, gt) {
-		s.audit(r, "oauth/token", "", c.ID, guard.Denied, "grant type not allowed to the client: "+safeField(gt))
-		writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", "the client may not use this grant type")
-		return
-	}
+	gt := r.PostForm.Get("grant_type")
 	var g *grant
-	var code, reason string
+	var e *tokenError
 	switch gt {
-	case "authorization_code":
-		g, code, reason = s.exchangeCode(r, c)
-	case "refresh_token":
-		g, code, reason = s.refresh(r, c)
-	case "client_credentials":
-		g, code, reason = s.clientCredentials(r, c)
-	default:
-		code, reason = "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or client_credentials"
-	}
-	if g == nil {
-		s.audit(r, "oauth/token", "", c.ID, guard.Denied, gt+": "+reason)
-		status := http.StatusBadRequest
-		if code == "temporarily_unavailable" {
-			status = http.StatusServiceUnavailable
+	case "":
+		e = tokenErr("invalid_request", "grant_type is required")
+	case "authorization_code", "refresh_token", "client_credentials":
+		if !slices.Contains(c.GrantTypes, gt) {
+			e = tokenErr("unauthorized_client", "the client may not use the "+gt+" grant")
+			break
 		}
-		writeOAuthError(w, status, code, reason)
+		switch gt {
+		case "authorization_code":
+			g, e = s.exchangeCode(r, c)
+		case "refresh_token":
+			g, e = s.refresh(r, c)
+		default:
+			g, e = s.clientCredentials(r, c)
+		}
+	default:
+		e = tokenErr("unsupported_grant_type", "grant_type must be authorization_code, refresh_token or client_credentials")
+	}
+	if e != nil {
+		s.audit(r, "oauth/token", e.subject, c.ID, guard.Denied, safetext.Printable(gt, 40)+": "+e.code+": "+e.description)
+		writeOAuthError(w, e.status, e.code, e.description)
 		return
 	}
-	resp, jti, err := s.issue(r, g)
+	resp, jti, err := s.issue(r.Context(), g)
 	if err != nil {
 		s.logger.Error("oauth: issue token", "err", err)
+		s.audit(r, "oauth/token", g.subject, c.ID, guard.Failed, gt+": tokens could not be issued")
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "tokens cannot be issued right now; try again")
 		return
 	}
-	s.audit(r, "oauth/token", g.subject, c.ID, guard.Allowed, gt+": access token "+jti+" issued for "+resp.Scope)
+	msg := gt + ": access token " + jti + " issued for " + resp.Scope
+	if resp.RefreshToken != "" {
+		msg += " with a refresh token"
+	}
+	if s.audit(r, "oauth/token", g.subject, c.ID, guard.Allowed, msg) != nil {
+		// Not handed out, so not usable: take back what was stored.
+		if g.newFamily != "" {
+			s.cfg.Store.RevokeRefreshFamily(r.Context(), g.newFamily, s.now())
+		}
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "tokens cannot be issued right now; try again")
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) exchangeCode(r *http.Request, c *client) (*grant, string, string) {
-	code, verifier := r.PostFormValue("code"), r.PostFormValue("code_verifier")
-	if code == "" || len(code) > 256 {
-		return nil, "invalid_request", "code is required"
-	}
-	if verifier == "" {
-		return nil, "invalid_request", "code_verifier is required (PKCE)"
-	}
-	if !verifierRE.MatchString(verifier) {
-		return nil, "invalid_grant", "code_verifier must be 43 to 128 unreserved characters"
+// exchangeCode is the authorization_code grant.
+func (s *Server) exchangeCode(r *http.Request, c *client) (*grant, *tokenError) {
+	f := r.PostForm
+	code, verifier, redirect := f.Get("code"), f.Get("code_verifier"), f.Get("redirect_uri")
+	switch {
+	case code == "" || len(code) > maxTokenField:
+		return nil, tokenErr("invalid_request", "code is required")
+	case verifier == "":
+		return nil, tokenErr("invalid_request", "code_verifier is required (PKCE)")
+	case !verifierRE.MatchString(verifier):
+		return nil, tokenErr("invalid_request", "code_verifier must be 43 to 128 unreserved characters")
+	case redirect == "":
+		return nil, tokenErr("invalid_request", "redirect_uri is required")
 	}
 	ctx := r.Context()
-	ac, err := s.cfg.Store.ConsumeAuthCode(ctx, digest(code), s.now())
+	now := s.now()
+	ac, err := s.cfg.Store.ConsumeAuthCode(ctx, digest(code), now)
 	switch {
 	case errors.Is(err, store.ErrAlreadyUsed):
-		// A code redeemed twice was intercepted or replayed: what the first
-		// redemption issued is revoked (RFC 9700 §4.5.3.1 is less strict;
-		// OAuth 2.1 recommends it).
-		s.cfg.Store.RevokeRefreshFamily(ctx, ac.FamilyID, s.now())
-		return nil, "invalid_grant", "authorization code reuse detected; tokens issued from it are revoked"
+		// A code redeemed twice was intercepted or replayed: what its first
+		// redemption issued is revoked (OAuth 2.1 §4.1.3, RFC 9700
+		// §4.5.3.1): the refresh-token family, and the access token, whose
+		// jti derives from the family. Access tokens minted by refreshes in
+		// between cannot be named; they expire within AccessTokenTTL.
+		e := tokenErr("invalid_grant", "authorization code reuse detected; the tokens issued for it are revoked")
+		if ac != nil {
+			e.subject = ac.Subject
+			if err := s.cfg.Store.RevokeRefreshFamily(ctx, ac.FamilyID, now); err != nil {
+				s.logger.Error("oauth: revoke the family of a replayed code", "err", err)
+			}
+			if s.cfg.RevokeAccessToken != nil {
+				if err := s.cfg.RevokeAccessToken(ctx, s.sealer.codeJTI(ac.FamilyID), now.Add(s.cfg.AccessTokenTTL+time.Minute)); err != nil {
+					s.logger.Error("oauth: revoke the access token of a replayed code", "err", err)
+				}
+			}
+		}
+		return nil, e
 	case errors.Is(err, store.ErrNotFound):
-		return nil, "invalid_grant", "unknown authorization code"
+		return nil, tokenErr("invalid_grant", "unknown authorization code")
 	case err != nil:
-		return nil, "temporarily_unavailable", "the code cannot be checked right now"
+		s.logger.Error("oauth: consume code", "err", err)
+		return nil, unavailableErr("the authorization code")
 	}
+	// The code is spent from here on, whatever the outcome: a wrong
+	// verifier cannot be retried.
+	var e *tokenError
 	switch {
-	case !s.now().Before(ac.ExpiresAt):
-		return nil, "invalid_grant", "the authorization code has expired"
-	case ac.ClientID != c.ID:
-		return nil, "invalid_grant", "the code was issued to another client"
-	case r.PostFormValue("redirect_uri") != "" && r.PostFormValue("redirect_uri") != ac.RedirectURI,
-		r.PostFormValue("redirect_uri") == "" && len(c.RedirectURIs) > 1:
-		return nil, "invalid_grant", "redirect_uri does not match the authorization request"
+	case !now.Before(ac.ExpiresAt):
+		e = tokenErr("invalid_grant", "the authorization code has expired")
+	case subtle.ConstantTimeCompare([]byte(ac.ClientID), []byte(c.ID)) != 1:
+		e = tokenErr("invalid_grant", "the authorization code was issued to another client")
+	case redirect != ac.RedirectURI:
+		e = tokenErr("invalid_grant", "redirect_uri does not match the authorization request's")
 	case !pkceMatches(verifier, ac.CodeChallenge):
-		return nil, "invalid_grant", "code_verifier does not match the code_challenge"
-	case r.PostFormValue("resource") != "" && r.PostFormValue("resource") != ac.Resource:
-		return nil, "invalid_target", "resource differs from the authorization request's"
+		e = tokenErr("invalid_grant", "code_verifier does not match the code_challenge")
+	case f.Get("resource") != "" && f.Get("resource") != ac.Resource:
+		e = tokenErr("invalid_target", "resource differs from the authorization request's")
+	}
+	if e != nil {
+		e.subject = ac.Subject
+		return nil, e
 	}
 	u, err := s.cfg.Store.GetUser(ctx, ac.Subject)
-	if err != nil {
-		return nil, "invalid_grant", "the user no longer exists"
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the user no longer exists", subject: ac.Subject}
+	case err != nil:
+		s.logger.Error("oauth: read user", "err", err)
+		return nil, unavailableErr("the user")
 	}
-	g := &grant{subject: ac.Subject, clientID: c.ID, resource: ac.Resource, authTime: ac.AuthTime, mfaTime: ac.MFATime, familyID: ac.FamilyID}
+	g := &grant{subject: ac.Subject, clientID: c.ID, resource: ac.Resource, authTime: ac.AuthTime, mfaTime: ac.MFATime, jti: s.sealer.codeJTI(ac.FamilyID)}
+	// The user's roles may have changed since consent: narrow again.
 	g.scopes = s.grantable(u.Roles, ac.Scopes)
+	if len(g.scopes) == 0 {
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_scope", description: "the user no longer holds any of the granted scopes' roles", subject: ac.Subject}
+	}
 	g.roles = s.rolesOf(g.scopes)
 	if slices.Contains(c.GrantTypes, "refresh_token") {
-		g.refreshExpiry = s.now().Add(s.cfg.RefreshTokenTTL)
-	} else {
-		g.familyID = ""
+		g.newFamily = ac.FamilyID
 	}
-	return g, "", ""
+	return g, nil
 }
 
-// pkceMatches checks S256: BASE64URL(SHA256(verifier)) == challenge.
+// pkceMatches checks S256: BASE64URL(SHA256(verifier)) == challenge, in
+// constant time.
 func pkceMatches(verifier, challenge string) bool {
 	sum := sha256.Sum256([]byte(verifier))
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
-func (s *Server) refresh(r *http.Request, c *client) (*grant, string, string) {
-	raw := r.PostFormValue("refresh_token")
-	if raw == "" || len(raw) > 256 {
-		return nil, "invalid_request", "refresh_token is required"
+// refresh is the refresh_token grant: the token rotates, the roles are
+// recomputed from the user as stored now.
+func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
+	f := r.PostForm
+	raw := f.Get("refresh_token")
+	if raw == "" || len(raw) > maxTokenField {
+		return nil, tokenErr("invalid_request", "refresh_token is required")
 	}
 	ctx := r.Context()
+	now := s.now()
 	old, err := s.cfg.Store.GetRefreshToken(ctx, digest(raw))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, "invalid_grant", "unknown refresh token"
+		return nil, tokenErr("invalid_grant", "unknown refresh token")
 	case err != nil:
-		return nil, "temporarily_unavailable", "the refresh token cannot be checked right now"
-	case old.ClientID != c.ID:
-		return nil, "invalid_grant", "the refresh token was issued to another client"
+		s.logger.Error("oauth: read refresh token", "err", err)
+		return nil, unavailableErr("the refresh token")
+	case subtle.ConstantTimeCompare([]byte(old.ClientID), []byte(c.ID)) != 1:
+		return nil, tokenErr("invalid_grant", "the refresh token was issued to another client")
+	case !old.RevokedAt.IsZero():
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token was revoked; sign in again", subject: old.Subject}
+	case !old.UsedAt.IsZero():
+		// Already rotated: whoever presents it now, the family is no
+		// longer trustworthy (RFC 9700 §4.14.2).
+		if err := s.cfg.Store.RevokeRefreshFamily(ctx, old.FamilyID, now); err != nil {
+			s.logger.Error("oauth: revoke a replayed refresh token's family", "err", err)
+		}
+		return nil, errReuse(old.Subject)
+	case !now.Before(old.ExpiresAt):
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token has expired; sign in again", subject: old.Subject}
 	}
-	now := s.now()
-	next := &store.RefreshToken{FamilyID: old.FamilyID, ClientID: c.ID, Subject: old.Subject, Resource: old.Resource,
-		AuthTime: old.AuthTime, MFATime: old.MFATime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)}
+	// A narrower scope is allowed, a wider one is not. The new refresh
+	// token keeps the original scope (RFC 6749 §6).
 	scopes := old.Scopes
-	if req := strings.Fields(r.PostFormValue("scope")); len(req) > 0 {
+	if f.Get("scope") != "" {
+		req := strings.Fields(f.Get("scope"))
+		if len(req) == 0 || len(f.Get("scope")) > maxScopeParam {
+			return nil, tokenErr("invalid_scope", "scope is empty or too long")
+		}
 		for _, sc := range req {
 			if !slices.Contains(old.Scopes, sc) {
-				return nil, "invalid_scope", "a refresh may narrow the scopes, not widen them"
+				return nil, tokenErr("invalid_scope", "a refresh may narrow the scope, not widen it")
 			}
 		}
-		scopes = req
+		scopes = nil
+		for _, sc := range req {
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
 	}
-	if res := r.PostFormValue("resource"); res != "" && res != old.Resource {
-		return nil, "invalid_target", "resource differs from the original grant's"
+	if f.Get("resource") != "" && f.Get("resource") != old.Resource {
+		return nil, tokenErr("invalid_target", "resource differs from the original grant's")
 	}
-	if !now.Before(old.ExpiresAt) {
-		return nil, "invalid_grant", "the refresh token has expired"
-	}
-	next.Scopes = scopes
 	secret := randomToken(32)
-	next.Hash = digest(secret)
+	next := &store.RefreshToken{
+		Hash: digest(secret), FamilyID: old.FamilyID, ClientID: old.ClientID, Subject: old.Subject, Scopes: old.Scopes,
+		Resource: old.Resource, AuthTime: old.AuthTime, MFATime: old.MFATime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL),
+	}
 	_, err = s.cfg.Store.RotateRefreshToken(ctx, digest(raw), next, now)
 	switch {
 	case errors.Is(err, store.ErrAlreadyUsed):
-		return nil, "invalid_grant", "refresh token reuse detected; the token family is revoked, sign in again"
+		return nil, errReuse(old.Subject)
 	case errors.Is(err, store.ErrRevoked):
-		return nil, "invalid_grant", "the refresh token was revoked; sign in again"
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token was revoked; sign in again", subject: old.Subject}
+	case errors.Is(err, store.ErrNotFound):
+		return nil, tokenErr("invalid_grant", "unknown refresh token")
 	case err != nil:
-		return nil, "temporarily_unavailable", "the refresh token cannot be rotated right now"
+		s.logger.Error("oauth: rotate refresh token", "err", err)
+		return nil, unavailableErr("the refresh token")
 	}
+	// Roles come from the user as stored now: a role removed since the
+	// sign-in is gone from the new access token.
 	u, err := s.cfg.Store.GetUser(ctx, old.Subject)
 	if err != nil {
-		s.cfg.Store.RevokeRefreshFamily(ctx, old.FamilyID, now)
-		return nil, "invalid_grant", "the user no longer exists"
+		if errors.Is(err, store.ErrNotFound) {
+			s.cfg.Store.RevokeRefreshFamily(ctx, old.FamilyID, now)
+			return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the user no longer exists", subject: old.Subject}
+		}
+		s.logger.Error("oauth: read user", "err", err)
+		return nil, unavailableErr("the user")
 	}
-	// Roles come from the user as they are now: a role removed since the
-	// sign-in is gone from the new token.
-	g := &grant{subject: old.Subject, clientID: c.ID, resource: old.Resource, authTime: old.AuthTime, mfaTime: old.MFATime}
+	g := &grant{subject: old.Subject, clientID: c.ID, resource: old.Resource, authTime: old.AuthTime, mfaTime: old.MFATime, rotated: secret}
 	g.scopes = s.grantable(u.Roles, scopes)
+	if len(g.scopes) == 0 {
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_scope", description: "the user no longer holds any of the granted scopes' roles", subject: old.Subject}
+	}
 	g.roles = s.rolesOf(g.scopes)
-	g.familyID, g.refreshExpiry = "", time.Time{} // the rotated token is already stored
-	g.rotated = secret
-	return g, "", ""
+	return g, nil
 }
 
-func (s *Server) clientCredentials(r *http.Request, c *client) (*grant, string, string) {
-	if c.TokenEndpointAuthMethod == "none" {
-		return nil, "unauthorized_client", "client_credentials needs a confidential client"
+func errReuse(subject string) *tokenError {
+	return &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "refresh token reuse detected; the token family is revoked", subject: subject}
+}
+
+// clientCredentials is the client_credentials grant, for confidential
+// clients: the token's subject is the client, its roles the client's own,
+// narrowed by the requested scopes. No refresh token.
+func (s *Server) clientCredentials(r *http.Request, c *client) (*grant, *tokenError) {
+	if c.TokenEndpointAuthMethod == "none" || c.metadataDocument {
+		return nil, tokenErr("unauthorized_client", "client_credentials needs a confidential client")
 	}
-	resource := r.PostFormValue("resource")
-	if resource == "" {
-		resource = s.cfg.Resources[0]
+	f := r.PostForm
+	resource := s.cfg.Resources[0]
+	if f.Get("resource") != "" {
+		resource = f.Get("resource")
 	}
 	if !slices.Contains(s.cfg.Resources, resource) {
-		return nil, "invalid_target", "this server does not issue tokens for that resource"
+		return nil, tokenErr("invalid_target", "this server does not issue tokens for that resource")
 	}
-	cl := &client{OAuthClient: c.OAuthClient}
-	requested, err := s.requestedScopes(r.PostFormValue("scope"), cl)
+	requested, err := s.requestedScopes(f.Get("scope"), c.Scopes)
 	if err != nil {
-		return nil, "invalid_scope", err.Error()
+		return nil, tokenErr("invalid_scope", err.Error())
 	}
-	g := &grant{subject: c.ID, clientID: c.ID, resource: resource, authTime: s.now()}
+	g := &grant{subject: c.ID, clientID: c.ID, resource: resource}
 	g.scopes = s.grantable(c.Roles, requested)
-	g.roles = s.rolesOf(g.scopes)
-	return g, "", ""
-}
-
-// rolesOf returns the roles the scopes grant, in scope order.
-func (s *Server) rolesOf(scopes []string) []string {
-	var roles []string
-	for _, sc := range s.cfg.Scopes {
-		if slices.Contains(scopes, sc.Name) && !slices.Contains(roles, sc.Role) {
-			roles = append(roles, sc.Role)
-		}
+	if len(g.scopes) == 0 {
+		return nil, tokenErr("invalid_scope", "the client holds none of the requested scopes' roles")
 	}
-	return roles
+	g.roles = s.rolesOf(g.scopes)
+	return g, nil
 }
 
 // accessClaims are the claims of an access token (RFC 9068).
@@ -311,10 +363,13 @@ type accessClaims struct {
 }
 
 // issue signs an access token for g and, for a new family, stores a
-// refresh token.
-func (s *Server) issue(r *http.Request, g *grant) (*tokenResponse, string, error) {
+// refresh token. It returns the response and the access token's jti.
+func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, error) {
 	now := s.now()
-	jti := randomHex(16)
+	jti := g.jti
+	if jti == "" {
+		jti = randomHex(16)
+	}
 	claims := accessClaims{
 		Claims: josejwt.Claims{
 			Issuer: s.cfg.Issuer, Subject: g.subject, Audience: josejwt.Audience{g.resource}, ID: jti,
@@ -332,11 +387,9 @@ func (s *Server) issue(r *http.Request, g *grant) (*tokenResponse, string, error
 			claims.AMR = append(claims.AMR, "otp")
 		}
 	}
-	ks := s.keys.Load()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ks.signing},
-		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", ks.kid))
-	if err != nil {
-		return nil, "", err
+	signer, _ := s.keys.current(ctx)
+	if signer == nil {
+		return nil, "", errors.New("no signing key")
 	}
 	at, err := josejwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {
@@ -346,99 +399,14 @@ func (s *Server) issue(r *http.Request, g *grant) (*tokenResponse, string, error
 	switch {
 	case g.rotated != "":
 		resp.RefreshToken = g.rotated
-	case g.familyID != "":
+	case g.newFamily != "":
 		secret := randomToken(32)
-		rt := &store.RefreshToken{Hash: digest(secret), FamilyID: g.familyID, ClientID: g.clientID, Subject: g.subject,
-			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: g.refreshExpiry}
-		if err := s.cfg.Store.CreateRefreshToken(r.Context(), rt); err != nil {
+		rt := &store.RefreshToken{Hash: digest(secret), FamilyID: g.newFamily, ClientID: g.clientID, Subject: g.subject,
+			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)}
+		if err := s.cfg.Store.CreateRefreshToken(ctx, rt); err != nil {
 			return nil, "", err
 		}
 		resp.RefreshToken = secret
 	}
 	return resp, jti, nil
-}
-
-// parseOwnToken verifies an access token of this server (signature with
-// any of its keys, issuer) and returns its claims; nil when it is not one.
-func (s *Server) parseOwnToken(raw string) *accessClaims {
-	if len(raw) > 16<<10 {
-		return nil
-	}
-	tok, err := josejwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 {
-		return nil
-	}
-	for _, k := range s.keys.Load().public() {
-		if k.ID != tok.Headers[0].KeyID {
-			continue
-		}
-		var c accessClaims
-		if tok.Claims(k.Key, &c) == nil && c.Issuer == s.cfg.Issuer {
-			return &c
-		}
-	}
-	return nil
-}
-
-// revoke is RFC 7009: a refresh token's family is revoked; an access
-// token's jti goes on the revocation list. The answer is 200 whatever the
-// token, so that it tells nothing.
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a form")
-		return
-	}
-	c, err := s.authenticateClient(r)
-	if err != nil {
-		s.audit(r, "oauth/revoke", "", "", guard.AuthFailed, "client authentication failed")
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-		return
-	}
-	raw := r.PostFormValue("token")
-	ctx := r.Context()
-	if rt, err := s.cfg.Store.GetRefreshToken(ctx, digest(raw)); err == nil && rt.ClientID == c.ID {
-		if err := s.cfg.Store.RevokeRefreshFamily(ctx, rt.FamilyID, s.now()); err != nil {
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
-			return
-		}
-		s.audit(r, "oauth/revoke", rt.Subject, c.ID, guard.Allowed, "refresh token family revoked")
-	} else if at := s.parseOwnToken(raw); at != nil && at.ClientID == c.ID && s.cfg.RevokeAccessToken != nil {
-		if err := s.cfg.RevokeAccessToken(ctx, at.ID, at.Expiry.Time()); err != nil {
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
-			return
-		}
-		s.audit(r, "oauth/revoke", at.Subject, c.ID, guard.Allowed, "access token "+at.ID+" revoked")
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-}
-
-// introspect is RFC 7662, for confidential clients and their own tokens.
-func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a form")
-		return
-	}
-	c, err := s.authenticateClient(r)
-	if err != nil || c.TokenEndpointAuthMethod == "none" {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "introspection needs a confidential client's credentials")
-		return
-	}
-	inactive := map[string]any{"active": false}
-	at := s.parseOwnToken(r.PostFormValue("token"))
-	if at == nil || at.ClientID != c.ID || !s.now().Before(at.Expiry.Time()) {
-		writeJSON(w, http.StatusOK, inactive)
-		return
-	}
-	if s.cfg.AccessTokenRevoked != nil {
-		if revoked, err := s.cfg.AccessTokenRevoked(r.Context(), at.ID); err != nil || revoked {
-			writeJSON(w, http.StatusOK, inactive)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"active": true, "sub": at.Subject, "client_id": at.ClientID, "scope": at.Scope, "roles": at.Roles,
-		"aud": at.Audience, "iss": at.Issuer, "exp": at.Expiry.Time().Unix(), "iat": at.IssuedAt.Time().Unix(),
-		"jti": at.ID, "token_type": "Bearer",
-	})
 }

@@ -108,6 +108,17 @@ func NewKeyring(current *MasterKey, previous ...*MasterKey) *Keyring {
 	return k
 }
 
+// Keys returns the keyring's master keys, current first.
+func (k *Keyring) Keys() []*MasterKey {
+	out := []*MasterKey{k.current}
+	for id, mk := range k.byID {
+		if id != k.current.id {
+			out = append(out, mk)
+		}
+	}
+	return out
+}
+
 // CurrentID is the id of the key new records are wrapped with.
 func (k *Keyring) CurrentID() string { return k.current.id }
 

@@ -32,7 +32,7 @@ func SigningKeyPath(cfg *config.Config) string {
 
 // openAuditLog opens the configured audit log: hash-chained and HMAC'd,
 // with signed checkpoints, keys created on first start when not configured.
-func openAuditLog(cfg *config.Config, env func(string) (string, bool), m *metrics.Metrics) (*audit.Logger, error) {
+func openAuditLog(cfg *config.Config, res config.Resolver, m *metrics.Metrics) (*audit.Logger, error) {
 	switch cfg.Audit.Log {
 	case "-", "stderr":
 		return audit.New(os.Stderr), nil
@@ -42,14 +42,14 @@ func openAuditLog(cfg *config.Config, env func(string) (string, bool), m *metric
 	var key []byte
 	var err error
 	if cfg.Audit.HMACKey != "" {
-		key, err = cfg.Audit.HMACKey.Resolve(env)
+		key, err = cfg.Audit.HMACKey.ResolveWith(res)
 	} else {
 		key, err = audit.LoadOrCreateKey(filepath.Join(cfg.DataDir, AuditHMACKeyFile))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	previous, err := resolveKeys(cfg.Audit.PreviousHMACKeys, env)
+	previous, err := resolveKeys(cfg.Audit.PreviousHMACKeys, res)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +79,10 @@ func openAuditLog(cfg *config.Config, env func(string) (string, bool), m *metric
 }
 
 // resolveKeys reads the previous HMAC keys.
-func resolveKeys(refs []config.SecretRef, env func(string) (string, bool)) ([][]byte, error) {
+func resolveKeys(refs []config.SecretRef, res config.Resolver) ([][]byte, error) {
 	var keys [][]byte
 	for i, ref := range refs {
-		k, err := ref.Resolve(env)
+		k, err := ref.ResolveWith(res)
 		if err != nil {
 			return nil, fmt.Errorf("audit.previous_hmac_keys[%d]: %w", i, err)
 		}

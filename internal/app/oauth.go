@@ -96,7 +96,7 @@ func oauthScopes(cfg *config.Config) []oauth.Scope {
 // the built-in authorization server when enabled, the WWW-Authenticate
 // parameters and the step-up rule. It adds the authenticators to g's
 // router; g.Audit must already be set.
-func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.Store, g *guard.Guard, rbac *authz.RBAC, env func(string) (string, bool), logger *slog.Logger) (*resourceServer, error) {
+func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.Store, g *guard.Guard, rbac *authz.RBAC, res config.Resolver, logger *slog.Logger) (*resourceServer, error) {
 	rs := &resourceServer{base: base, resource: base + cfg.Server.Path}
 	router, ok := g.Authenticator.(authn.Router)
 	if !ok {
@@ -104,7 +104,7 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 	}
 	router.Issuers = map[string]guard.Authenticator{}
 	for i, p := range cfg.Auth.Providers {
-		a, err := buildProvider(p, rs.resource, cfg.Auth.RevocationRecheck, st, env)
+		a, err := buildProvider(p, rs.resource, cfg.Auth.RevocationRecheck, st, res)
 		if err != nil {
 			return nil, fmt.Errorf("auth.providers[%d] (%s): %w", i, p.Name, err)
 		}
@@ -118,7 +118,7 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 		}
 	}
 	if cfg.OAuth.Enabled {
-		sessionKey, err := oauthSessionKey(cfg, env)
+		sessionKey, err := oauthSessionKey(cfg, res)
 		if err != nil {
 			return nil, err
 		}
@@ -243,13 +243,13 @@ func ownTokenVerifier(ctx context.Context, as *oauth.Server, issuer, resource st
 
 // buildProvider builds the authenticator of one external identity
 // provider.
-func buildProvider(p config.ProviderConfig, resource string, rc time.Duration, st store.Store, env func(string) (string, bool)) (guard.Authenticator, error) {
+func buildProvider(p config.ProviderConfig, resource string, rc time.Duration, st store.Store, res config.Resolver) (guard.Authenticator, error) {
 	audiences := p.Audiences
 	if len(audiences) == 0 {
 		audiences = []string{resource}
 	}
 	if p.IntrospectionURL != "" {
-		secret, err := p.ClientSecret.Resolve(env)
+		secret, err := p.ClientSecret.ResolveWith(res)
 		if err != nil {
 			return nil, fmt.Errorf("client_secret: %w", err)
 		}
@@ -281,9 +281,9 @@ func firstOr(list []string, def string) string {
 
 // oauthSessionKey resolves oauth.session_key, or loads (creating on first
 // start) the key file in the data directory.
-func oauthSessionKey(cfg *config.Config, env func(string) (string, bool)) ([]byte, error) {
+func oauthSessionKey(cfg *config.Config, res config.Resolver) ([]byte, error) {
 	if cfg.OAuth.SessionKey != "" {
-		k, err := cfg.OAuth.SessionKey.Resolve(env)
+		k, err := cfg.OAuth.SessionKey.ResolveWith(res)
 		if err != nil {
 			return nil, fmt.Errorf("oauth.session_key: %w", err)
 		}

@@ -45,12 +45,12 @@ func setupTest(t *testing.T, mutate func(*config.Config)) (*resourceServer, *gua
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g, _, rbac, err := buildGuard(ctx, cfg, st, func(string) (string, bool) { return "", false }, nil)
+	g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{Env: func(string) (string, bool) { return "", false }}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Audit = discard{}
-	rs, err := setupOAuth(ctx, cfg, "https://mcp.example", st, g, rbac, func(string) (string, bool) { return "", false }, nil)
+	rs, err := setupOAuth(ctx, cfg, "https://mcp.example", st, g, rbac, config.Resolver{Env: func(string) (string, bool) { return "", false }}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,8 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 
-	g, keys, rbac, err := buildGuard(ctx, cfg, st, o.Env, logger)
+	res := resolver(ctx, cfg, st, o.Env)
+	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, logger)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	defer obs.close()
 	g.Observer = obs.observer()
-	sink, err := openAuditLog(cfg, o.Env, obs.metrics)
+	sink, err := openAuditLog(cfg, res, obs.metrics)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
@@ -234,7 +235,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 	if cfg.Server.PublicURL != "" {
 		base = cfg.BaseURL()
 	}
-	rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, o.Env, logger)
+	rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, resolver(ctx, cfg, st, o.Env), logger)
 	if err != nil {
 		return err
 	}
@@ -322,7 +323,7 @@ func adminHandler(cfg *config.Config, st store.Store, g *guard.Guard, logger *sl
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.
-func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env func(string) (string, bool), logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
@@ -330,7 +331,7 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, env fun
 		router.APIKeys = keys
 	}
 	if cfg.Auth.JWT.Enabled {
-		j, err := buildJWT(cfg.Auth.JWT, cfg.Auth.RevocationRecheck, st, env)
+		j, err := buildJWT(cfg.Auth.JWT, cfg.Auth.RevocationRecheck, st, res)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -402,7 +403,7 @@ func recheck(d time.Duration) time.Duration {
 	return d
 }
 
-func buildJWT(c config.JWTConfig, rc time.Duration, st store.Store, env func(string) (string, bool)) (*jwt.Authenticator, error) {
+func buildJWT(c config.JWTConfig, rc time.Duration, st store.Store, res config.Resolver) (*jwt.Authenticator, error) {
 	jc := jwt.Config{
 		Issuer:                 c.Issuer,
 		Audiences:              c.Audiences,
@@ -418,13 +419,13 @@ func buildJWT(c config.JWTConfig, rc time.Duration, st store.Store, env func(str
 	for i, k := range c.Keys {
 		key := jwt.Key{ID: k.KID, Algorithm: k.Alg}
 		if strings.HasPrefix(k.Alg, "HS") {
-			secret, err := k.Secret.Resolve(env)
+			secret, err := k.Secret.ResolveWith(res)
 			if err != nil {
 				return nil, fmt.Errorf("auth.jwt.keys[%d].secret: %w", i, err)
 			}
 			key.Key = secret
 		} else {
-			pemBytes, err := k.PublicKey.Resolve(env)
+			pemBytes, err := k.PublicKey.ResolveWith(res)
 			if err != nil {
 				return nil, fmt.Errorf("auth.jwt.keys[%d].public_key: %w", i, err)
 			}

@@ -136,6 +136,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	state := q.Get("state")
 	fail := func(code, description string) {
 		s.audit(r, "oauth/authorize", "", cl.ID, guard.Denied, code+": "+description)
+		if cl.Dynamic || cl.metadataDocument {
+			// Anyone can register a client, or publish a metadata
+			// document, naming any redirect URI. Redirecting an error there
+			// before the person has done anything would make mcpguard an
+			// open redirector (RFC 9700 §4.11.2), so the error is shown.
+			s.errorPage(w, http.StatusBadRequest, "The application sent an invalid sign-in request ("+code+": "+description+"). Go back to the application.")
+			return
+		}
 		redirectError(w, r, redirect, state, s.cfg.Issuer, code, description)
 	}
 	if len(state) > maxState {

@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/mcpguard/mcpguard/store"
 	"net/http"
 	"net/url"
 	"slices"
@@ -244,7 +245,17 @@ func TestAuthorizeRefusals(t *testing.T) {
 			t.Errorf("repeated parameter %s: %d %q", extra, p.status, p.location)
 		}
 	}
-	// After: an error redirect with state and iss.
+	// After, for a dynamically registered client: still a page, since
+	// anyone can register any redirect URI (no open redirector).
+	if p := b.get(e.authURL(cid, map[string]string{"code_challenge_method": "plain"})); p.status != 400 || p.location != "" || !strings.Contains(p.body, "invalid_request") {
+		t.Errorf("dynamic client error: %d location=%q", p.status, p.location)
+	}
+	// For a pre-registered client: an error redirect with state and iss.
+	cid = "pre-registered-public"
+	if err := e.st.CreateClient(context.Background(), &store.OAuthClient{ID: cid, Name: "Pre", RedirectURIs: []string{redirect},
+		GrantTypes: []string{"authorization_code", "refresh_token"}, TokenEndpointAuthMethod: "none"}); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		override map[string]string
 		code     string
@@ -873,6 +884,12 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 		}
 		if n := cs.hits.Load() - before; n != 1 {
 			t.Fatalf("the document was fetched %d times; it should be cached", n)
+		}
+		// Signed in and consented before: a loopback-only URL client is
+		// still confirmed, with the warning, since a local program could
+		// be impersonating it.
+		if p := b.get(e.authURL(id, nil)); !p.is("consent") || !strings.Contains(p.body, `class="warning"`) {
+			t.Fatalf("second authorization of a loopback URL client: %d %q", p.status, p.location)
 		}
 	})
 	t.Run("public only", func(t *testing.T) {

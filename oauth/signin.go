@@ -203,7 +203,11 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request, t *txn, u *store.U
 		return
 	}
 	granted := s.grantable(u.Roles, t.Scopes)
-	if len(granted) > 0 && !t.ForceConsent {
+	// A metadata-document client that only redirects to this computer can
+	// be impersonated by any local program listening on its port, so the
+	// person confirms it, with the warning, every time (MCP security best
+	// practices).
+	if len(granted) > 0 && !t.ForceConsent && !t.LoopbackCIMD {
 		consented, err := s.cfg.Store.ConsentedScopes(r.Context(), u.Name, t.ClientID)
 		if err != nil {
 			s.logger.Error("oauth: read consent", "err", err)

@@ -57,12 +57,20 @@ func StepUp(c StepUpConfig) func(context.Context, *guard.Principal, guard.Action
 			return c.Users == nil || c.HasRole(userRoles, s.Role)
 		}
 		var add []string
-		for _, name := range d.MissingScopes {
-			if s, ok := known[name]; ok && !slices.Contains(p.Scopes, name) && attainable(s) {
-				add = append(add, name)
+		if len(d.MissingScopes) > 0 {
+			// A scope requirement refused the call: only those scopes can
+			// help, and a role-granting scope would be privilege the call
+			// does not need.
+			for _, name := range d.MissingScopes {
+				s, ok := known[name]
+				if !ok || !attainable(s) {
+					return nil
+				}
+				if !slices.Contains(p.Scopes, name) {
+					add = append(add, name)
+				}
 			}
-		}
-		if len(d.RequiredRoles) > 0 {
+		} else if len(d.RequiredRoles) > 0 {
 			// Of the scopes whose role would do, ask for the least
 			// privileged: one whose role holds no other candidate's role.
 			var candidates []Scope

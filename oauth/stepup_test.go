@@ -47,6 +47,8 @@ func TestStepUp(t *testing.T) {
 		{"unknown user", tok("zed", "mcp:read"), guard.Decision{RequiredRoles: []string{"admin"}}, nil},
 		{"missing tool scope", tok("ann", "mcp:read"), guard.Decision{MissingScopes: []string{"mcp:admin"}}, []string{"mcp:read", "mcp:admin"}},
 		{"missing scope that is not ours", tok("ann", "mcp:read"), guard.Decision{MissingScopes: []string{"other"}}, nil},
+		{"role held, scope missing: only the scope", tok("ann", "mcp:tools"), guard.Decision{RequiredRoles: []string{"admin"}, MissingScopes: []string{"mcp:admin"}}, []string{"mcp:tools", "mcp:admin"}},
+		{"role held, foreign scope missing: nothing", tok("ann", "mcp:tools"), guard.Decision{RequiredRoles: []string{"developer"}, MissingScopes: []string{"repo:write"}}, nil},
 		{"already holds every useful scope", tok("ann", "mcp:admin"), guard.Decision{RequiredRoles: []string{"admin"}}, nil},
 		{"another issuer", &guard.Principal{Subject: "ann", Issuer: "https://idp.example", Method: guard.MethodOAuth}, guard.Decision{RequiredRoles: []string{"admin"}}, nil},
 		{"an API key", &guard.Principal{Subject: "ann", Method: guard.MethodAPIKey}, guard.Decision{RequiredRoles: []string{"admin"}}, nil},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -97,6 +99,9 @@ func oauthScopes(cfg *config.Config) []oauth.Scope {
 // parameters and the step-up rule. It adds the authenticators to g's
 // router; g.Audit must already be set.
 func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.Store, g *guard.Guard, rbac *authz.RBAC, res config.Resolver, logger *slog.Logger) (*resourceServer, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	rs := &resourceServer{base: base, resource: base + cfg.Server.Path}
 	router, ok := g.Authenticator.(authn.Router)
 	if !ok {
@@ -117,7 +122,14 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 			router.Issuers[p.Issuer] = a
 		}
 	}
-	if cfg.OAuth.Enabled {
+	enabled := cfg.OAuth.Enabled
+	if enabled && !secureBase(base) {
+		// Passwords, codes and cookies would cross the network in clear,
+		// and the MCP specification requires https for these endpoints.
+		logger.Warn("oauth: the built-in authorization server is off: it needs https off loopback; set server.public_url to the https URL of a TLS-terminating proxy, or oauth.enabled: false to silence this", "base", base)
+		enabled = false
+	}
+	if enabled {
 		sessionKey, err := oauthSessionKey(cfg, res)
 		if err != nil {
 			return nil, err
@@ -164,6 +176,16 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 		g.HTTP.ResourceMetadataURL = rs.metadataURL(cfg)
 	}
 	return rs, nil
+}
+
+// secureBase reports whether base is https, or http on a loopback host
+// (where nothing crosses the network).
+func secureBase(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	return u.Scheme == "https" || (u.Scheme == "http" && netx.IsLoopbackHost(u.Host))
 }
 
 // metadataURL is where the protected resource metadata is served (RFC 9728

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"github.com/mcpguard/mcpguard/oauth"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -256,4 +257,31 @@ func mustServerAt(t *testing.T, st store.Store, at time.Time) *oauth.Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Off loopback, the built-in authorization server needs https: over plain
+// http it is not started (and so not advertised).
+func TestAuthorizationServerNeedsHTTPS(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for base, want := range map[string]bool{"http://10.0.0.5:8080": false, "http://127.0.0.1:8080": true, "https://mcp.example": true} {
+		g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Audit = discard{}
+		rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, config.Resolver{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (rs.as != nil) != want || (g.HTTP.ResourceMetadataURL != "") != want {
+			t.Errorf("%s: authorization server running = %v, want %v", base, rs.as != nil, want)
+		}
+	}
 }

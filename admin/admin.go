@@ -35,6 +35,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/secrets"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -107,7 +108,7 @@ type Options struct {
 	// SessionKey seals session cookies (AES-256-GCM) and signs CSRF tokens.
 	// It must be SessionKeySize random bytes; sessions do not survive a
 	// change of key. Required.
-	SessionKey []byte
+	SessionKey secrets.Value
 	// SessionTTL is how long a sign-in lasts, at most until the credential
 	// expires. Zero means DefaultSessionTTL; at most MaxSessionTTL.
 	SessionTTL time.Duration

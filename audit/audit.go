@@ -57,6 +57,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/secrets"
 	"io"
 	"os"
 	"sync"
@@ -95,12 +96,12 @@ type Options struct {
 	// HMACKey authenticates every line (at least [MinKeyLen] bytes; see
 	// [LoadOrCreateKey]). Without it lines carry seq and prev but no kid or
 	// mac, which detects accidents but not a forger.
-	HMACKey []byte
+	HMACKey secrets.Value
 	// PreviousHMACKeys are older keys. When the existing log's last line
 	// was authenticated by one of them, Open continues its chain instead of
 	// starting a new one, so the HMAC key can be rotated by restarting with
 	// the new key in HMACKey and the old one here.
-	PreviousHMACKeys [][]byte
+	PreviousHMACKeys []secrets.Value
 	// SigningKey, when set, signs a checkpoint line every CheckpointEvery
 	// lines, CheckpointInterval after the last checkpoint if records were
 	// written since, and at Close (see [LoadOrCreateSigningKey]).

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/secrets"
 	"os"
 	"path/filepath"
 	"strings"
@@ -501,7 +502,7 @@ func TestOpenKeyRotation(t *testing.T) {
 	t.Parallel()
 	newKey := bytes.Repeat([]byte{8}, 32)
 	path := keyedLog(t, 3, 1000)
-	l := openLog(t, path, Options{HMACKey: newKey, PreviousHMACKeys: [][]byte{testKey}, WaitForSync: true})
+	l := openLog(t, path, Options{HMACKey: newKey, PreviousHMACKeys: []secrets.Value{testKey}, WaitForSync: true})
 	record(t, l, rec(3, guard.Allowed, "a", "b"))
 	closeLog(t, l)
 	if broken, _ := filepath.Glob(path + ".broken-*"); len(broken) != 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/secrets"
 	"log/slog"
 	"net"
 	"net/http"
@@ -84,7 +85,7 @@ type Config struct {
 	AllowPrivateCIMD bool
 	// SessionKey (at least 32 bytes) seals the sign-in cookies. Replicas
 	// must share it.
-	SessionKey []byte
+	SessionKey secrets.Value
 	// SecureCookies marks the sign-in cookies Secure and gives their names
 	// the "__Host-" prefix (which browsers accept only on Secure cookies
 	// with Path=/ and no Domain). Set it whenever the issuer is https.

@@ -47,6 +47,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/secrets"
 	"io"
 	"math"
 	"net/http"
@@ -99,7 +100,7 @@ type Config struct {
 	// §2.3.1 requires. ClientID is required. ClientSecret may be empty
 	// only if HTTPClient authenticates otherwise (mutual TLS, say).
 	ClientID     string
-	ClientSecret []byte
+	ClientSecret secrets.Value
 	// Issuer identifies the provider: it becomes the principals' Issuer
 	// (and so part of their [guard.Principal.ID]), and an answer carrying
 	// "iss" must carry exactly this value. Required.

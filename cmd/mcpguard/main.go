@@ -75,7 +75,7 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(), &cobra.Command{
+	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
@@ -361,7 +361,7 @@ func auditCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func configCmd() *cobra.Command {
+func configCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Check or print configuration"}
 	check := &cobra.Command{
 		Use:   "check FILE",
@@ -384,6 +384,18 @@ func configCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(check, example)
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the effective configuration (defaults, file, environment); secrets appear only as their references",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return config.Dump(c.OutOrStdout(), cfg)
+		},
+	}
+	cmd.AddCommand(check, example, show)
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mcpguard/mcpguard/auditstore"
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/metrics"
+	"github.com/mcpguard/mcpguard/secrets"
 )
 
 // Audit key files in the data directory, used when the configuration names
@@ -79,8 +80,8 @@ func openAuditLog(cfg *config.Config, res config.Resolver, m *metrics.Metrics) (
 }
 
 // resolveKeys reads the previous HMAC keys.
-func resolveKeys(refs []config.SecretRef, res config.Resolver) ([][]byte, error) {
-	var keys [][]byte
+func resolveKeys(refs []config.SecretRef, res config.Resolver) ([]secrets.Value, error) {
+	var keys []secrets.Value
 	for i, ref := range refs {
 		k, err := ref.ResolveWith(res)
 		if err != nil {

@@ -3,8 +3,15 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mcpguard/mcpguard/admin"
+	"github.com/mcpguard/mcpguard/audit"
+	"github.com/mcpguard/mcpguard/authn/introspect"
+	"github.com/mcpguard/mcpguard/oauth"
 
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/secrets"
@@ -73,5 +80,24 @@ func TestSecretsCommandsAndReferences(t *testing.T) {
 	}
 	if err := SecretsGet(ctx, &out, cfg, env, "jwt-key"); err == nil {
 		t.Fatal("the old master key alone still reads a rotated secret")
+	}
+}
+
+// The option structs that hold secrets print them redacted, whatever the
+// verb: a %+v of a configuration in a log line leaks nothing.
+func TestSecretFieldsAreRedacted(t *testing.T) {
+	const secret = "0123456789abcdef-the-secret-0123456789"
+	v := secrets.Value(secret)
+	for name, s := range map[string]any{
+		"audit.Options":     audit.Options{HMACKey: v, PreviousHMACKeys: []secrets.Value{v}},
+		"oauth.Config":      oauth.Config{SessionKey: v},
+		"introspect.Config": introspect.Config{ClientSecret: v},
+		"admin.Options":     admin.Options{SessionKey: v},
+	} {
+		js, _ := json.Marshal(s)
+		out := fmt.Sprintf("%v %+v %#v %s", s, s, s, js)
+		if strings.Contains(out, secret) || strings.Contains(out, fmt.Sprintf("%x", secret)) || strings.Contains(out, fmt.Sprint([]byte(secret))) {
+			t.Errorf("%s leaks its secret: %s", name, out)
+		}
 	}
 }

@@ -42,9 +42,12 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Example is a documented example configuration file. It passes Check and
@@ -587,4 +590,16 @@ func Check(path string) error {
 		return err
 	}
 	return nil
+}
+
+// Dump writes cfg as YAML. Secret settings are references (env:NAME,
+// file:/path, secret:NAME) and print as such; a malformed one, which might
+// be an inline secret, prints as [REDACTED].
+func Dump(w io.Writer, cfg *Config) error {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return fmt.Errorf("config: dump: %w", err)
+	}
+	return enc.Close()
 }

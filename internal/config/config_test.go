@@ -816,3 +816,20 @@ func TestSecretStoreReferences(t *testing.T) {
 		t.Fatal("a master key in the store it unlocks was accepted")
 	}
 }
+
+// A dump shows references, never what they resolve to, and redacts a
+// malformed reference that might be an inline secret.
+func TestDumpRedacts(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	cfg.Audit.HMACKey = "env:AUDIT_KEY"
+	cfg.OAuth.SessionKey = "hunter2-inline-secret"
+	var b strings.Builder
+	if err := Dump(&b, cfg); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "env:AUDIT_KEY") || strings.Contains(out, "hunter2") || !strings.Contains(out, "[REDACTED]") || !strings.Contains(out, "public_url") {
+		t.Fatalf("dump:\n%s", out)
+	}
+}

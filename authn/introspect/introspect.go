@@ -47,6 +47,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/authn/internal/claims"
 	"github.com/mcpguard/mcpguard/secrets"
 	"io"
 	"math"
@@ -479,40 +480,6 @@ func audience(v json.RawMessage) ([]string, error) {
 	return list[:min(len(list), maxClaimEntries)], nil
 }
 
-// stringList reads a roles or scope member holding either a
-// space-separated string or an array of strings. Non-string array entries
-// and empty strings are skipped, and at most maxClaimEntries entries are
-// kept. The result's capacity is its length, so that appending to it (to a
-// shared, cached Principal's roles, say) copies rather than writes into it.
-func stringList(v json.RawMessage) []string {
-	if len(v) == 0 {
-		return nil
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return nil
-		}
-		out := strings.Fields(s)
-		return slices.Clip(out[:min(len(out), maxClaimEntries)])
-	case '[':
-		var items []json.RawMessage
-		if json.Unmarshal(v, &items) != nil {
-			return nil
-		}
-		out := make([]string, 0, min(len(items), maxClaimEntries))
-		for _, item := range items {
-			if len(out) == maxClaimEntries {
-				break
-			}
-			var s string
-			if len(item) == 0 || item[0] != '"' || json.Unmarshal(item, &s) != nil || s == "" {
-				continue
-			}
-			out = append(out, s)
-		}
-		return slices.Clip(out)
-	}
-	return nil
-}
+// stringList reads a claim holding a space-separated string or an array
+// of strings; see claims.StringList.
+func stringList(v json.RawMessage) []string { return claims.StringList(v, maxClaimEntries) }

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"github.com/mcpguard/mcpguard/internal/browsertest"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,8 +18,6 @@ import (
 	"github.com/mcpguard/mcpguard/store/sqlite"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
 // leadScreenshot is where a copy of the screenshot is left for people to
 // look at.
 const leadScreenshot = "/tmp/mcpguard-admin.png"
@@ -26,16 +25,7 @@ const leadScreenshot = "/tmp/mcpguard-admin.png"
 // TestBrowserLogin drives a real headless Chromium through the sign-in form
 // to the dashboard and saves full-page screenshots.
 func TestBrowserLogin(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is missing (%v): install it with `apt-get install -y chromium`", chromiumPath, err)
-		}
-		t.Skipf("SKIPPING THE BROWSER TEST: %s not found. Install it with `apt-get update && apt-get install -y chromium` to run it.", chromiumPath)
-	}
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
-
+	bctx := browsertest.Context(t, 1440, 1000, 90*time.Second)
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -61,26 +51,6 @@ func TestBrowserLogin(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
-	defer cancelTimeout()
 
 	do := func(steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"bytes"
 	"context"
+	"github.com/mcpguard/mcpguard/internal/browsertest"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
@@ -22,22 +23,12 @@ import (
 	"github.com/mcpguard/mcpguard/authn/totp"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
 // TestBrowserSignInMFAConsent drives headless Chromium through the sign-in,
 // MFA and consent pages with real typing and clicks, checks the pages raise
 // no console error (a CSP violation would), checks the consent page's
 // screenshot, and ends on the client's redirect URI with a code.
 func TestBrowserSignInMFAConsent(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is missing (%v): install it with `apt-get install -y chromium`", chromiumPath, err)
-		}
-		t.Skipf("SKIPPING THE BROWSER TEST: %s not found. Install it with `apt-get update && apt-get install -y chromium` to run it.", chromiumPath)
-	}
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
+	bctx := browsertest.Context(t, 900, 900, 90*time.Second)
 	e := newEnv(t, nil)
 	var got url.Values
 	var mu sync.Mutex
@@ -50,25 +41,6 @@ func TestBrowserSignInMFAConsent(t *testing.T) {
 	}))
 	defer cb.Close()
 	cid := e.register(cb.URL + "/callback")
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(900, 900),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
-	defer cancelTimeout()
 
 	var consoleErrs []string
 	if err := chromedp.Listen(bctx, func(ev any) {

@@ -105,24 +105,21 @@ func (s *Server) pageFor(t *txn) pageData {
 }
 
 func (s *Server) showLogin(w http.ResponseWriter, t *txn, msg string) {
-	if !s.storeTxn(w, t) {
-		return
-	}
-	d := s.pageFor(t)
-	d.Kind, d.Title, d.Error = "login", "Sign in to mcpguard", msg
-	status := http.StatusOK
-	if msg != "" {
-		status = http.StatusUnauthorized
-	}
-	render(w, status, d, t.RedirectURI)
+	s.showCredentialForm(w, t, "login", "Sign in to mcpguard", msg)
 }
 
 func (s *Server) showMFA(w http.ResponseWriter, t *txn, msg string) {
+	s.showCredentialForm(w, t, "mfa", "Two-factor authentication", msg)
+}
+
+// showCredentialForm renders the password or MFA form; msg, when set, says
+// why the last attempt failed (401).
+func (s *Server) showCredentialForm(w http.ResponseWriter, t *txn, kind, title, msg string) {
 	if !s.storeTxn(w, t) {
 		return
 	}
 	d := s.pageFor(t)
-	d.Kind, d.Title, d.Error = "mfa", "Two-factor authentication", msg
+	d.Kind, d.Title, d.Error = kind, title, msg
 	status := http.StatusOK
 	if msg != "" {
 		status = http.StatusUnauthorized

@@ -48,15 +48,8 @@ func (s *Server) parseOwnToken(ctx context.Context, raw string) *accessClaims {
 // tokens, and tokens of other clients, are answered 200 too, so that the
 // answer tells nothing.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	cors(w)
-	if e := readForm(r); e != nil {
-		writeOAuthError(w, e.status, e.code, e.description)
-		return
-	}
-	c, err := s.authenticateClient(r)
-	if err != nil {
-		s.audit(r, "oauth/revoke", "", "", guard.AuthFailed, "client authentication failed")
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	c := s.clientRequest(w, r, "oauth/revoke")
+	if c == nil {
 		return
 	}
 	raw := r.PostForm.Get("token")

@@ -77,17 +77,28 @@ func readForm(r *http.Request) *tokenError {
 	return nil
 }
 
-// token is the token endpoint.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+// clientRequest reads the form of a token or revocation request and
+// authenticates its client; on failure it answers (and audits under
+// method) and returns nil.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, method string) *client {
 	cors(w)
 	if e := readForm(r); e != nil {
 		writeOAuthError(w, e.status, e.code, e.description)
-		return
+		return nil
 	}
 	c, err := s.authenticateClient(r)
 	if err != nil {
-		s.audit(r, "oauth/token", "", safetext.Printable(r.PostForm.Get("client_id"), 200), guard.AuthFailed, "client authentication failed")
+		s.audit(r, method, "", safetext.Printable(r.PostForm.Get("client_id"), 200), guard.AuthFailed, "client authentication failed")
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return nil
+	}
+	return c
+}
+
+// token is the token endpoint.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	c := s.clientRequest(w, r, "oauth/token")
+	if c == nil {
 		return
 	}
 	gt := r.PostForm.Get("grant_type")

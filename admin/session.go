@@ -1,9 +1,6 @@
 package admin
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mcpguard/mcpguard/internal/seal"
 )
 
 // Cookie and token bounds.
@@ -49,31 +48,23 @@ type session struct {
 // sealer encrypts and authenticates sessions (AES-256-GCM) and signs login
 // CSRF tokens (HMAC-SHA256), with keys derived from one session key.
 type sealer struct {
-	aead   cipher.AEAD
+	box    *seal.Box
 	macKey []byte
 	aad    []byte
 }
 
 func newSealer(key []byte, cookieName string) (*sealer, error) {
-	encKey, err := hkdf.Key(sha256.New, key, nil, "mcpguard admin session v1", 32)
+	box, err := seal.New(key, "mcpguard admin session v1", maxCookieValue)
 	if err != nil {
-		return nil, fmt.Errorf("admin: derive session key: %w", err)
+		return nil, fmt.Errorf("admin: session key: %w", err)
 	}
-	macKey, err := hkdf.Key(sha256.New, key, nil, "mcpguard admin login csrf v1", 32)
+	macKey, err := seal.DeriveKey(key, "mcpguard admin login csrf v1")
 	if err != nil {
-		return nil, fmt.Errorf("admin: derive csrf key: %w", err)
-	}
-	block, err := aes.NewCipher(encKey)
-	if err != nil {
-		return nil, fmt.Errorf("admin: session cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("admin: session cipher: %w", err)
+		return nil, fmt.Errorf("admin: csrf key: %w", err)
 	}
 	// The cookie name is authenticated, so that a sealed value cannot be
 	// replayed under another cookie.
-	return &sealer{aead: aead, macKey: macKey, aad: []byte("cookie:" + cookieName)}, nil
+	return &sealer{box: box, macKey: macKey, aad: []byte("cookie:" + cookieName)}, nil
 }
 
 // seal returns s encrypted and encoded for a cookie value.
@@ -82,13 +73,9 @@ func (k *sealer) seal(s *session) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("admin: encode session: %w", err)
 	}
-	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plain)+k.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("admin: session nonce: %w", err)
-	}
-	v := base64.RawURLEncoding.EncodeToString(k.aead.Seal(nonce, nonce, plain, k.aad))
-	if len(v) > maxCookieValue {
-		return "", fmt.Errorf("admin: session of %d bytes does not fit a cookie", len(v))
+	v, err := k.box.Seal(plain, k.aad)
+	if err != nil {
+		return "", fmt.Errorf("admin: session does not fit a cookie: %w", err)
 	}
 	return v, nil
 }
@@ -96,16 +83,8 @@ func (k *sealer) seal(s *session) (string, error) {
 // open decrypts a cookie value and checks that the session has not expired
 // at now. Any failure is errBadSession.
 func (k *sealer) open(v string, now time.Time) (*session, error) {
-	if v == "" || len(v) > maxCookieValue {
-		return nil, errBadSession
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(raw) < k.aead.NonceSize()+k.aead.Overhead() {
-		return nil, errBadSession
-	}
-	ns := k.aead.NonceSize()
-	plain, err := k.aead.Open(nil, raw[:ns], raw[ns:], k.aad)
-	if err != nil {
+	plain, ok := k.box.Open(v, k.aad)
+	if !ok {
 		return nil, errBadSession
 	}
 	var s session

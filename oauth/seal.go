@@ -1,9 +1,6 @@
 package oauth
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mcpguard/mcpguard/internal/seal"
 )
 
 // maxCookie bounds a sealed cookie value, produced or accepted: with the
@@ -34,28 +33,20 @@ const (
 // under a key derived (HKDF-SHA256) from Config.SessionKey, and derives the
 // jti of code-exchange access tokens with HMAC-SHA256 under another.
 type sealer struct {
-	aead   cipher.AEAD
+	box    *seal.Box
 	jtiKey []byte
 }
 
 func newSealer(key []byte) (*sealer, error) {
-	encKey, err := hkdf.Key(sha256.New, key, nil, "mcpguard oauth cookies v1", 32)
+	box, err := seal.New(key, "mcpguard oauth cookies v1", maxCookie)
 	if err != nil {
-		return nil, fmt.Errorf("oauth: derive cookie key: %w", err)
+		return nil, fmt.Errorf("oauth: cookie key: %w", err)
 	}
-	jtiKey, err := hkdf.Key(sha256.New, key, nil, "mcpguard oauth code jti v1", 32)
+	jtiKey, err := seal.DeriveKey(key, "mcpguard oauth code jti v1")
 	if err != nil {
-		return nil, fmt.Errorf("oauth: derive jti key: %w", err)
+		return nil, fmt.Errorf("oauth: jti key: %w", err)
 	}
-	block, err := aes.NewCipher(encKey)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: cookie cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: cookie cipher: %w", err)
-	}
-	return &sealer{aead: aead, jtiKey: jtiKey}, nil
+	return &sealer{box: box, jtiKey: jtiKey}, nil
 }
 
 // envelope is the plaintext of every sealed value.
@@ -76,12 +67,9 @@ func (k *sealer) seal(purpose string, v any, exp time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("oauth: seal: %w", err)
 	}
-	ns := k.aead.NonceSize()
-	nonce := make([]byte, ns, ns+len(plain)+k.aead.Overhead())
-	rand.Read(nonce) // crypto/rand.Read never fails (Go ≥ 1.24)
-	out := base64.RawURLEncoding.EncodeToString(k.aead.Seal(nonce, nonce, plain, aad(purpose)))
-	if len(out) > maxCookie {
-		return "", fmt.Errorf("oauth: sealed value of %d bytes is too large for a cookie", len(out))
+	out, err := k.box.Seal(plain, aad(purpose))
+	if err != nil {
+		return "", fmt.Errorf("oauth: %w", err)
 	}
 	return out, nil
 }
@@ -89,16 +77,8 @@ func (k *sealer) seal(purpose string, v any, exp time.Time) (string, error) {
 // open decrypts a value sealed for purpose into v, refusing it at or after
 // its expiry. Every failure is errBadSeal.
 func (k *sealer) open(purpose, value string, now time.Time, v any) error {
-	if value == "" || len(value) > maxCookie {
-		return errBadSeal
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(value)
-	ns := k.aead.NonceSize()
-	if err != nil || len(raw) < ns+k.aead.Overhead() {
-		return errBadSeal
-	}
-	plain, err := k.aead.Open(nil, raw[:ns], raw[ns:], aad(purpose))
-	if err != nil {
+	plain, ok := k.box.Open(value, aad(purpose))
+	if !ok {
 		return errBadSeal
 	}
 	var env envelope

@@ -989,7 +989,7 @@ func TestClientCredentials(t *testing.T) {
 		t.Fatalf("client_credentials: %d %v", status, tok)
 	}
 	c := e.claims(tok["access_token"].(string))
-	if c["sub"] != id || c["client_id"] != id || c["aud"] != e.resource || c["amr"] != nil || c["auth_time"] != nil {
+	if c["sub"] != "client:"+id || c["client_id"] != id || c["aud"] != e.resource || c["amr"] != nil || c["auth_time"] != nil {
 		t.Fatalf("claims: %v", c)
 	}
 	if roles, _ := json.Marshal(c["roles"]); string(roles) != `["viewer","developer"]` {
@@ -1028,7 +1028,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 		}
 		return m
 	}
-	if m := introspect(at, id, secret); m["active"] != true || m["sub"] != id || m["client_id"] != id || m["aud"] == nil || m["scope"] != "mcp:read mcp:tools" {
+	if m := introspect(at, id, secret); m["active"] != true || m["sub"] != "client:"+id || m["client_id"] != id || m["aud"] == nil || m["scope"] != "mcp:read mcp:tools" {
 		t.Fatalf("introspect: %v", m)
 	}
 	if m := introspect(at, otherID, otherSecret); m["active"] != false || len(m) != 1 {

@@ -77,6 +77,10 @@ func readForm(r *http.Request) *tokenError {
 	return nil
 }
 
+// ClientSubjectPrefix starts the subject of tokens a client obtains for
+// itself (client_credentials): "client:" + client_id.
+const ClientSubjectPrefix = "client:"
+
 // clientRequest reads the form of a token or revocation request and
 // authenticates its client; on failure it answers (and audits under
 // method) and returns nil.
@@ -354,7 +358,10 @@ func (s *Server) clientCredentials(r *http.Request, c *client) (*grant, *tokenEr
 	if err != nil {
 		return nil, tokenErr("invalid_scope", err.Error())
 	}
-	g := &grant{subject: c.ID, clientID: c.ID, resource: resource}
+	// A client acting for itself is named apart from users, so that a
+	// client id equal to a user name shares neither rate limits, sessions
+	// nor step-up lookups with that user.
+	g := &grant{subject: ClientSubjectPrefix + c.ID, clientID: c.ID, resource: resource}
 	g.scopes = s.grantable(c.Roles, requested)
 	if len(g.scopes) == 0 {
 		return nil, tokenErr("invalid_scope", "the client holds none of the requested scopes' roles")

@@ -222,6 +222,12 @@ func displayName(raw string) (string, error) {
 // register is dynamic client registration (RFC 7591).
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	cors(w)
+	if !s.regLimit.allow(clientIP(r), s.now()) {
+		s.audit(r, "oauth/register", "", "", guard.RateLimited, "too many registrations from this address")
+		w.Header().Set("Retry-After", "600")
+		writeOAuthError(w, http.StatusTooManyRequests, "invalid_request", "too many client registrations from this address; try again later or ask the operator to pre-register your client")
+		return
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
 		return

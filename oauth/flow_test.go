@@ -160,7 +160,7 @@ func newEnv(t *testing.T, mutate func(*oauth.Config)) *env {
 			{Name: "mcp:admin", Description: "Administer", Role: "admin"},
 		},
 		DefaultScopes: []string{"mcp:read", "mcp:tools"}, HasRole: hasRole,
-		DynamicRegistration: true, ClientIDMetadataDocuments: true,
+		DynamicRegistration: true, ClientIDMetadataDocuments: true, RegistrationsPerHour: 1000,
 		SessionKey: []byte("0123456789abcdef0123456789abcdef"), Audit: e.audit,
 		RevokeAccessToken: st.RevokeToken, AccessTokenRevoked: st.TokenRevoked,
 		Now: e.clock,

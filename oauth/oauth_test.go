@@ -1287,3 +1287,25 @@ func TestSigningKeys(t *testing.T) {
 		t.Fatalf("the replaced key stopped verifying at once: %v", keys)
 	}
 }
+
+// One source cannot use up the dynamic-client limit: its registrations are
+// rate limited, audited, and refill over time.
+func TestRegistrationRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *oauth.Config) { c.RegistrationsPerHour = 3 })
+	body := map[string]any{"client_name": "x", "redirect_uris": []string{redirect}}
+	for i := range 3 {
+		if status, m := e.registerJSON(body); status != 201 {
+			t.Fatalf("registration %d: %d %v", i, status, m)
+		}
+	}
+	if status, m := e.registerJSON(body); status != http.StatusTooManyRequests {
+		t.Fatalf("fourth registration within the hour: %d %v", status, m)
+	}
+	if !e.audit.has("oauth/register", guard.RateLimited, "too many") {
+		t.Fatal("the refusal was not audited")
+	}
+	e.advance(25 * time.Minute)
+	if status, m := e.registerJSON(body); status != 201 {
+		t.Fatalf("after the bucket refilled: %d %v", status, m)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/mcpguard/mcpguard/internal/safehttp"
 	"github.com/mcpguard/mcpguard/internal/safetext"
 	"github.com/mcpguard/mcpguard/store"
+	"golang.org/x/time/rate"
 )
 
 // Scope is one OAuth scope. It grants Role to a token, if the user (or, in
@@ -71,7 +72,11 @@ type Config struct {
 	// DynamicRegistration enables RFC 7591 registration at /oauth/register,
 	// bounded by MaxDynamicClients (default 1000).
 	DynamicRegistration bool
-	MaxDynamicClients   int
+	// RegistrationsPerHour bounds dynamic registrations from one source
+	// address (a burst of that many, refilled over an hour), so that one
+	// source cannot use up MaxDynamicClients. Zero means 10.
+	RegistrationsPerHour int
+	MaxDynamicClients    int
 	// ClientIDMetadataDocuments accepts https URLs as client ids, naming
 	// Client ID Metadata Documents.
 	ClientIDMetadataDocuments bool
@@ -129,8 +134,41 @@ type Server struct {
 	mfa *attemptCounter
 	// regMu serializes dynamic registrations, so that the client limit
 	// holds on one replica.
-	regMu   sync.Mutex
-	handler http.Handler
+	regMu sync.Mutex
+	// regLimit bounds dynamic registrations per source address.
+	regLimit *sourceLimiter
+	handler  http.Handler
+}
+
+// sourceLimiter gives each source address a token bucket. Its map is
+// bounded: when full it starts afresh, which can only ever allow more.
+type sourceLimiter struct {
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	every   rate.Limit
+	burst   int
+}
+
+// maxSources bounds the addresses a sourceLimiter remembers.
+const maxSources = 10_000
+
+func newSourceLimiter(perHour int) *sourceLimiter {
+	return &sourceLimiter{buckets: map[string]*rate.Limiter{}, every: rate.Limit(float64(perHour) / 3600), burst: perHour}
+}
+
+// allow reports whether source may act at now.
+func (l *sourceLimiter) allow(source string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[source]
+	if !ok {
+		if len(l.buckets) >= maxSources {
+			clear(l.buckets)
+		}
+		b = rate.NewLimiter(l.every, l.burst)
+		l.buckets[source] = b
+	}
+	return b.AllowN(now, 1)
 }
 
 // New checks cfg, makes sure an active ES256 signing key exists (creating
@@ -177,6 +215,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, origin: iss.Scheme + "://" + iss.Host, prefix: iss.EscapedPath(),
 		scopes: map[string]Scope{}, hasher: password.NewHasher(), logger: cfg.Logger, now: cfg.Now,
+		regLimit: newSourceLimiter(cmp.Or(cfg.RegistrationsPerHour, 10)),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

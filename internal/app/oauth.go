@@ -147,6 +147,7 @@ func setupOAuth(ctx context.Context, cfg *config.Config, base string, st store.S
 			CodeTTL:                   cfg.OAuth.CodeTTL,
 			DynamicRegistration:       cfg.OAuth.DynamicRegistration,
 			MaxDynamicClients:         cfg.OAuth.MaxDynamicClients,
+			RegistrationsPerHour:      cfg.OAuth.RegistrationsPerHour,
 			ClientIDMetadataDocuments: cfg.OAuth.ClientIDMetadataDocuments,
 			AllowPrivateCIMD:          cfg.OAuth.AllowPrivateMetadataURLs,
 			SessionKey:                sessionKey,

@@ -239,6 +239,9 @@ type OAuthConfig struct {
 	// MaxDynamicClients bounds dynamically registered clients. Default
 	// 1000.
 	MaxDynamicClients int `yaml:"max_dynamic_clients"`
+	// RegistrationsPerHour bounds dynamic registrations from one source
+	// address. Default 10.
+	RegistrationsPerHour int `yaml:"registrations_per_hour"`
 	// ClientIDMetadataDocuments accepts https URLs as client ids (Client ID
 	// Metadata Documents). Default true.
 	ClientIDMetadataDocuments bool `yaml:"client_id_metadata_documents"`
@@ -515,6 +518,7 @@ func Default() *Config {
 			CodeTTL:                   60 * time.Second,
 			DynamicRegistration:       true,
 			MaxDynamicClients:         1000,
+			RegistrationsPerHour:      10,
 			ClientIDMetadataDocuments: true,
 			Scopes: map[string]OAuthScope{
 				"mcp:read":  {Role: "viewer", Description: "List tables and run read-only queries"},

@@ -112,6 +112,7 @@ func (v *validator) oauth(p path, o *OAuthConfig, roles map[string]Role) {
 		v.add(p.field("code_ttl"), "must be a positive duration of at most 60s")
 	}
 	v.nonNegative(p.field("max_dynamic_clients"), o.MaxDynamicClients)
+	v.positive(p.field("registrations_per_hour"), int64(o.RegistrationsPerHour))
 	v.positive(p.field("login_max_failures"), int64(o.LoginMaxFailures))
 	v.positiveDuration(p.field("login_lockout"), o.LoginLockout)
 	if o.SessionKey != "" && !o.SessionKey.Valid() {

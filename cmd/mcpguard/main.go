@@ -46,6 +46,19 @@ type globals struct {
 
 // load reads the configuration: --config, else ./mcpguard.yaml when present,
 // else the defaults; MCPGUARD_* variables override; --data-dir overrides.
+// withConfig adapts a command body that needs the loaded configuration to
+// cobra's RunE: the configuration is loaded (file, environment, --data-dir)
+// before the body runs.
+func (g *globals) withConfig(run func(c *cobra.Command, cfg *config.Config, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		cfg, err := g.load()
+		if err != nil {
+			return err
+		}
+		return run(c, cfg, args)
+	}
+}
+
 func (g *globals) load() (*config.Config, error) {
 	path := g.configPath
 	if path == "" {
@@ -90,11 +103,7 @@ func serveCmd(g *globals) *cobra.Command {
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			if addr != "" {
 				cfg.Server.Addr = addr
 			}
@@ -108,7 +117,7 @@ func serveCmd(g *globals) *cobra.Command {
 				Config: cfg, Demo: demo, Stdio: stdio,
 				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
 			})
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&demo, "demo", false, "create (if missing) a demo database and demo identities admin, developer, viewer, and serve the built-in tools")
@@ -126,18 +135,10 @@ func keysCmd(g *globals) *cobra.Command {
 		Use:   "create",
 		Short: "Create an API key; its secret is printed once",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			o.DataDir = cfg.DataDir
-			o.KnownRoles = []string{}
-			for r := range cfg.Roles {
-				o.KnownRoles = append(o.KnownRoles, r)
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			o.DataDir, o.KnownRoles = cfg.DataDir, roleNames(cfg)
 			return app.KeysCreate(c.Context(), c.OutOrStdout(), o)
-		},
+		}),
 	}
 	create.Flags().StringVar(&o.Name, "name", "", "owner of the key; becomes the audited user name (required)")
 	create.Flags().StringSliceVar(&o.Roles, "role", nil, "role granted to the key (repeatable)")
@@ -150,38 +151,26 @@ func keysCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List API keys (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			return app.KeysList(c.Context(), c.OutOrStdout(), cfg.DataDir, time.Now())
-		},
+		}),
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke an API key; running servers refuse it within auth.revocation_recheck (default 1s)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			return app.KeysRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], time.Now())
-		},
+		}),
 	}
 	var grace time.Duration
 	rotate := &cobra.Command{
 		Use:   "rotate ID",
 		Short: "Give an API key a new secret (printed once); the old one works for --grace, its uses audited",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			return app.KeysRotate(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], grace, time.Now())
-		},
+		}),
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old secret keeps working (0 = not at all)")
 	var publishFor time.Duration
@@ -189,13 +178,9 @@ func keysCmd(g *globals) *cobra.Command {
 		Use:   "rotate-signing",
 		Short: "Rotate the authorization server's token signing key: published now, signing after --publish-for",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			return app.KeysRotateSigning(c.Context(), c.OutOrStdout(), cfg.DataDir, publishFor, time.Now())
-		},
+		}),
 	}
 	rotateSigning.Flags().DurationVar(&publishFor, "publish-for", 10*time.Minute, "how long the new key is published before it signs (longer than clients cache the JWKS)")
 	cmd.AddCommand(create, list, revoke, rotate, rotateSigning)
@@ -209,17 +194,13 @@ func tokensCmd(g *globals) *cobra.Command {
 		Use:   "revoke JTI",
 		Short: "Revoke a JWT by its jti claim",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			var exp time.Time
 			if until > 0 {
 				exp = time.Now().Add(until)
 			}
 			return app.TokensRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], exp)
-		},
+		}),
 	}
 	revoke.Flags().DurationVar(&until, "keep-for", 0, "how long to keep the entry (the token's remaining lifetime); default forever")
 	cmd.AddCommand(revoke)
@@ -268,11 +249,7 @@ func auditCmd(g *globals) *cobra.Command {
 		Use:   "query",
 		Short: "Query audit records in the store (the newest N matching, printed oldest first)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			if qSince < 0 || qUntil < 0 {
 				return errors.New("--since and --until take positive durations, e.g. 1h")
 			}
@@ -284,7 +261,7 @@ func auditCmd(g *globals) *cobra.Command {
 				q.Until = now.Add(-qUntil)
 			}
 			return app.AuditQuery(c.Context(), c.OutOrStdout(), cfg.DataDir, q, format)
-		},
+		}),
 	}
 	qf := query.Flags()
 	qf.DurationVar(&qSince, "since", 0, "only records newer than this, e.g. 1h")
@@ -298,11 +275,7 @@ func auditCmd(g *globals) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify [FILE...]",
 		Short: "Verify the audit chain: reports the first tampered, missing, reordered or inserted record (exit 1) or \"N records verified\"",
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			o := app.AuditVerifyOptions{Files: args, PublicKeyFile: pubFile}
 			if len(o.Files) == 0 {
 				o.Files = []string{cfg.Audit.Log}
@@ -329,7 +302,7 @@ func auditCmd(g *globals) *cobra.Command {
 				}
 			}
 			return app.AuditVerify(c.OutOrStdout(), o)
-		},
+		}),
 	}
 	verify.Flags().StringVar(&hmacRef, "hmac-key", "", "HMAC key reference (env:NAME or file:/path; default: audit.hmac_key or the data directory's key; none: skip macs)")
 	verify.Flags().StringVar(&pubFile, "public-key", "", "checkpoint public key (default: the signing key's .pub beside it)")
@@ -388,13 +361,9 @@ func configCmd(g *globals) *cobra.Command {
 		Use:   "show",
 		Short: "Print the effective configuration (defaults, file, environment); secrets appear only as their references",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			return config.Dump(c.OutOrStdout(), cfg)
-		},
+		}),
 	}
 	cmd.AddCommand(check, example, show)
 	return cmd

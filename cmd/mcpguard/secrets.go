@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mcpguard/mcpguard/internal/app"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/secrets"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -47,59 +48,44 @@ func secretsCmd(g *globals) *cobra.Command {
 		Use:   "set NAME",
 		Short: "Store a secret read from stdin (without echo on a terminal); refer to it as secret:NAME",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			v, err := readValue(c, "Value: ")
 			if err != nil {
 				return err
 			}
 			return app.SecretsSet(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv, args[0], v)
-		},
+		}),
 	}
 	get := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Print a secret's value to stdout",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
 			return app.SecretsGet(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv, args[0])
-		},
+		}),
 	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List secrets: names and master key ids, never values",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			return app.SecretsList(c.Context(), c.OutOrStdout(), cfg.DataDir)
-		},
+		}),
 	}
 	rotate := &cobra.Command{
 		Use:   "rotate-master",
 		Short: "Re-wrap every secret with a new master key read from MCPGUARD_NEW_MASTER_KEY or stdin; nothing changes if any secret cannot be opened",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
 			var key []byte
+			var err error
 			if v, ok := os.LookupEnv("MCPGUARD_NEW_MASTER_KEY"); ok && v != "" {
 				key = []byte(v)
 			} else if key, err = readValue(c, "New master key: "); err != nil {
 				return err
 			}
 			return app.SecretsRotateMaster(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv, key)
-		},
+		}),
 	}
 	cmd.AddCommand(set, get, list, rotate)
 	return cmd

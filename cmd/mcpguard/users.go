@@ -10,21 +10,18 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/internal/app"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
-// knownRoles lists the roles the configuration defines.
-func knownRoles(g *globals) ([]string, string, error) {
-	cfg, err := g.load()
-	if err != nil {
-		return nil, "", err
-	}
+// roleNames lists the roles the configuration defines.
+func roleNames(cfg *config.Config) []string {
 	roles := []string{}
 	for r := range cfg.Roles {
 		roles = append(roles, r)
 	}
-	return roles, cfg.DataDir, nil
+	return roles
 }
 
 // readPassword reads a new password: without echo, twice, from a terminal;
@@ -64,17 +61,14 @@ func usersCmd(g *globals) *cobra.Command {
 		Use:   "add NAME",
 		Short: "Create a user (the password is read without echo, or from stdin with --password-stdin)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			known, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			known, dataDir := roleNames(cfg), cfg.DataDir
 			pw, err := readPassword(c, pwStdin)
 			if err != nil {
 				return err
 			}
 			return app.UsersAdd(c.Context(), c.OutOrStdout(), app.UserOptions{DataDir: dataDir, Name: args[0], Roles: roles, Password: pw, KnownRoles: known})
-		},
+		}),
 	}
 	add.Flags().StringSliceVar(&roles, "role", nil, "role the user holds (repeatable)")
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin")
@@ -84,17 +78,14 @@ func usersCmd(g *globals) *cobra.Command {
 		Use:   "passwd NAME",
 		Short: "Set a user's password; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			dataDir := cfg.DataDir
 			pw, err := readPassword(c, pwStdin)
 			if err != nil {
 				return err
 			}
 			return app.UsersPasswd(c.Context(), c.OutOrStdout(), app.UserOptions{DataDir: dataDir, Name: args[0], Password: pw})
-		},
+		}),
 	}
 	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin")
 
@@ -103,13 +94,10 @@ func usersCmd(g *globals) *cobra.Command {
 		Use:   "roles NAME",
 		Short: "Replace a user's roles; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			known, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			known, dataDir := roleNames(cfg), cfg.DataDir
 			return app.UsersSetRoles(c.Context(), c.OutOrStdout(), app.UserOptions{DataDir: dataDir, Name: args[0], Roles: setRoles, KnownRoles: known})
-		},
+		}),
 	}
 	roleCmd.Flags().StringSliceVar(&setRoles, "role", nil, "role the user holds (repeatable)")
 	roleCmd.MarkFlagRequired("role")
@@ -118,25 +106,19 @@ func usersCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List users (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			dataDir := cfg.DataDir
 			return app.UsersList(c.Context(), c.OutOrStdout(), dataDir, time.Now())
-		},
+		}),
 	}
 	remove := &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Delete a user; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			dataDir := cfg.DataDir
 			return app.UsersRemove(c.Context(), c.OutOrStdout(), dataDir, args[0])
-		},
+		}),
 	}
 	mfa := &cobra.Command{Use: "mfa", Short: "Manage a user's TOTP multi-factor authentication"}
 	var issuer string
@@ -144,26 +126,20 @@ func usersCmd(g *globals) *cobra.Command {
 		Use:   "enroll NAME",
 		Short: "Enrol TOTP: prints the otpauth URI, a QR code for the terminal and single-use backup codes",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			dataDir := cfg.DataDir
 			return app.UsersMFAEnroll(c.Context(), c.OutOrStdout(), dataDir, args[0], issuer)
-		},
+		}),
 	}
 	enroll.Flags().StringVar(&issuer, "issuer", "mcpguard", "issuer name shown by the authenticator app")
 	disable := &cobra.Command{
 		Use:   "disable NAME",
 		Short: "Remove a user's MFA enrolment",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			dataDir := cfg.DataDir
 			return app.UsersMFADisable(c.Context(), c.OutOrStdout(), dataDir, args[0])
-		},
+		}),
 	}
 	mfa.AddCommand(enroll, disable)
 	cmd.AddCommand(add, passwd, roleCmd, list, remove, mfa)
@@ -177,14 +153,11 @@ func clientsCmd(g *globals) *cobra.Command {
 		Use:   "add",
 		Short: "Pre-register a client; a confidential client's secret is printed once",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			known, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			known, dataDir := roleNames(cfg), cfg.DataDir
 			o.DataDir, o.KnownRoles = dataDir, known
 			return app.ClientsAdd(c.Context(), c.OutOrStdout(), o)
-		},
+		}),
 	}
 	add.Flags().StringVar(&o.Name, "name", "", "name shown on the consent page (required)")
 	add.Flags().StringSliceVar(&o.RedirectURIs, "redirect-uri", nil, "redirect URI, https or http on loopback (repeatable)")
@@ -196,25 +169,19 @@ func clientsCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List registered clients",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			dataDir := cfg.DataDir
 			return app.ClientsList(c.Context(), c.OutOrStdout(), dataDir)
-		},
+		}),
 	}
 	remove := &cobra.Command{
 		Use:   "remove CLIENT_ID",
 		Short: "Delete a registered client",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			_, dataDir, err := knownRoles(g)
-			if err != nil {
-				return err
-			}
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
+			dataDir := cfg.DataDir
 			return app.ClientsRemove(c.Context(), c.OutOrStdout(), dataDir, args[0])
-		},
+		}),
 	}
 	cmd.AddCommand(add, list, remove)
 	return cmd

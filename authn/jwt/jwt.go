@@ -142,6 +142,11 @@ type Config struct {
 	// returns. Empty means guard.MethodJWT; mcpguard's own authorization
 	// server's tokens use guard.MethodOAuth.
 	Method guard.AuthMethod
+	// RequiredType, when set, is the "typ" header every token must carry
+	// (compared without case and without an "application/" prefix), such
+	// as "at+jwt" for RFC 9068 access tokens, so that another kind of JWT
+	// from the same issuer (an ID token, say) is not taken for one.
+	RequiredType string
 	// ScopeLimited marks the principals as scope-limited (see
 	// guard.Principal.ScopeLimited): set it for an issuer that narrows the
 	// roles claim by the granted scopes, as mcpguard's own authorization
@@ -191,6 +196,7 @@ type Authenticator struct {
 	roleMap     map[string][]string
 	method      guard.AuthMethod
 	limited     bool
+	typ         string
 	now         func() time.Time
 
 	cache    *credcache.Cache[*cachedToken] // nil when disabled
@@ -269,6 +275,7 @@ func New(cfg Config) (*Authenticator, error) {
 		roleMap:     maps.Clone(cfg.RoleMap),
 		method:      cmp.Or(cfg.Method, guard.MethodJWT),
 		limited:     cfg.ScopeLimited,
+		typ:         strings.ToLower(cfg.RequiredType),
 		now:         cfg.Now,
 		cache:       credcache.New[*cachedToken](cmp.Or(cfg.CacheSize, defaultCacheSize)),
 		cacheTTL:    cmp.Or(cfg.CacheTTL, defaultCacheTTL),
@@ -331,6 +338,7 @@ var (
 	errTooLarge     = refusal("jwt: token too large")
 	errMalformed    = refusal("jwt: malformed token")
 	errAlgorithm    = refusal("jwt: algorithm not allowed")
+	errType         = refusal("jwt: wrong token type (typ header)")
 	errUnknownKID   = refusal("jwt: unknown key id")
 	errNoKey        = refusal("jwt: no key for token")
 	errSignature    = refusal("jwt: bad signature")
@@ -459,6 +467,12 @@ func (a *Authenticator) authenticate(ctx context.Context, token string) (*guard.
 		return nil, verified{}, errMalformed
 	}
 	header := jws.Signatures[0].Header
+	if a.typ != "" {
+		typ, _ := header.ExtraHeaders[jose.HeaderType].(string)
+		if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), a.typ) {
+			return nil, verified{}, errType
+		}
+	}
 	payload, err := a.verify(ctx, jws, header.KeyID, jose.SignatureAlgorithm(header.Algorithm))
 	if err != nil {
 		return nil, verified{}, err

@@ -436,3 +436,34 @@ func TestSetKeys(t *testing.T) {
 		t.Fatal("SetKeys introduced HS256 to an ES256 authenticator")
 	}
 }
+
+// With RequiredType, a token of another type from the same issuer and key
+// (an ID token, say) is refused.
+func TestRequiredType(t *testing.T) {
+	t.Parallel()
+	k := testKeys()
+	clock := newFakeClock()
+	a := newTestAuthenticator(t, clock, func(c *Config) { c.RequiredType = "at+jwt" })
+	ctx := context.Background()
+	signTyp := func(typ string) string {
+		opts := (&jose.SignerOptions{}).WithHeader("kid", "hs")
+		if typ != "" {
+			opts = opts.WithType(jose.ContentType(typ))
+		}
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: k.hmac}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := josejwt.Signed(signer).Claims(claimsAt(clock.Now())).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for typ, ok := range map[string]bool{"at+jwt": true, "application/at+JWT": true, "JWT": false, "": false} {
+		_, err := a.Authenticate(ctx, bearer(signTyp(typ)))
+		if (err == nil) != ok {
+			t.Errorf("typ %q: err = %v", typ, err)
+		}
+	}
+}

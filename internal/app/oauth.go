@@ -253,6 +253,7 @@ func ownTokenVerifier(ctx context.Context, as *oauth.Server, issuer, resource st
 		ClientIDClaims:    []string{"client_id"},
 		Method:            guard.MethodOAuth,
 		ScopeLimited:      true,
+		RequiredType:      "at+jwt",
 		Revocations:       st,
 		RevocationRecheck: recheck(rc),
 	}

@@ -75,7 +75,12 @@ func signWith(t *testing.T, st store.Store, claims map[string]any) string {
 
 func sign(t *testing.T, key any, kid string, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+	return signTyped(t, key, kid, "at+jwt", claims)
+}
+
+func signTyped(t *testing.T, key any, kid, typ string, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType(jose.ContentType(typ)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +123,14 @@ func TestOwnTokensAudienceAndIssuer(t *testing.T) {
 		if _, err := g.Authenticator.Authenticate(ctx, bearer(tok)); !errors.Is(err, guard.ErrInvalidCredentials) {
 			t.Errorf("%s: err = %v", name, err)
 		}
+	}
+	// A JWT of the right key, issuer and audience but not typed as an
+	// access token (RFC 9068) is refused.
+	keys0, _ := st.ListSigningKeys(ctx)
+	block, _ := pem.Decode(keys0[0].PrivateKeyPEM)
+	priv, _ := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if _, err := g.Authenticator.Authenticate(ctx, bearer(signTyped(t, priv, keys0[0].ID, "JWT", claims("https://mcp.example", "https://mcp.example/mcp", nil)))); !errors.Is(err, guard.ErrInvalidCredentials) {
+		t.Errorf("typ JWT: err = %v", err)
 	}
 	// A token signed by another key under our issuer.
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

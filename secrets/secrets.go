@@ -271,3 +271,70 @@ func (v Value) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // LogValue is redacted.
 func (v Value) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// sealedPrefix starts a field sealed by SealField.
+const sealedPrefix = "mcpguard-sealed-v1:"
+
+// SealField seals a secret that lives inside another record (a private
+// key, a TOTP secret) rather than in the secret store: the result is the
+// same envelope as Seal, encoded as one self-describing value that
+// OpenField recognizes. name binds the value to its place.
+func (k *Keyring) SealField(name string, value []byte) ([]byte, error) {
+	rec, err := k.Seal(name, value)
+	if err != nil {
+		return nil, err
+	}
+	enc := base64.RawURLEncoding
+	return []byte(sealedPrefix + rec.MasterKeyID + ":" + enc.EncodeToString(rec.WrappedKey) + ":" + enc.EncodeToString(rec.Ciphertext)), nil
+}
+
+// IsSealedField reports whether v was produced by SealField.
+func IsSealedField(v []byte) bool { return bytes.HasPrefix(v, []byte(sealedPrefix)) }
+
+// parseField decodes a sealed field into a record named name.
+func parseField(name string, v []byte) (*store.Secret, error) {
+	parts := bytes.Split(bytes.TrimPrefix(v, []byte(sealedPrefix)), []byte(":"))
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%w %q: malformed sealed value", ErrWrongMasterKey, name)
+	}
+	enc := base64.RawURLEncoding
+	wrapped, err1 := enc.DecodeString(string(parts[1]))
+	ct, err2 := enc.DecodeString(string(parts[2]))
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%w %q: malformed sealed value", ErrWrongMasterKey, name)
+	}
+	return &store.Secret{Name: name, MasterKeyID: string(parts[0]), WrappedKey: wrapped, Ciphertext: ct}, nil
+}
+
+// OpenField opens a value sealed by SealField under name. A value that was
+// never sealed (stored before a master key was configured) is returned as
+// it is.
+func (k *Keyring) OpenField(name string, v []byte) ([]byte, error) {
+	if !IsSealedField(v) {
+		return v, nil
+	}
+	rec, err := parseField(name, v)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := k.Open(rec)
+	return plain, err
+}
+
+// RewrapField re-wraps a sealed field's data key with the current master
+// key, or seals a field that was stored in clear.
+func (k *Keyring) RewrapField(name string, v []byte) ([]byte, error) {
+	if !IsSealedField(v) {
+		return k.SealField(name, v)
+	}
+	rec, err := parseField(name, v)
+	if err != nil {
+		return nil, err
+	}
+	next, err := k.Rewrap(rec)
+	if err != nil {
+		return nil, err
+	}
+	enc := base64.RawURLEncoding
+	return []byte(sealedPrefix + next.MasterKeyID + ":" + enc.EncodeToString(next.WrappedKey) + ":" + enc.EncodeToString(next.Ciphertext)), nil
+}

@@ -169,3 +169,33 @@ func TestValueRedaction(t *testing.T) {
 		t.Fatal("redaction or Reveal broken")
 	}
 }
+
+func TestSealedFields(t *testing.T) {
+	k1, k2 := key(t), key(t)
+	ring := secrets.NewKeyring(k1)
+	v, err := ring.SealField("totp.abc", []byte(secretValue))
+	if err != nil || !secrets.IsSealedField(v) || bytes.Contains(v, []byte(secretValue)) {
+		t.Fatalf("%q %v", v, err)
+	}
+	if p, err := ring.OpenField("totp.abc", v); err != nil || string(p) != secretValue {
+		t.Fatalf("open: %q %v", p, err)
+	}
+	if _, err := ring.OpenField("totp.other", v); !errors.Is(err, secrets.ErrWrongMasterKey) {
+		t.Fatalf("moved field: %v", err)
+	}
+	if p, _ := ring.OpenField("x", []byte("legacy-clear")); string(p) != "legacy-clear" {
+		t.Fatal("a field stored in clear is not passed through")
+	}
+	next := secrets.NewKeyring(k2, k1)
+	rewrapped, err := next.RewrapField("totp.abc", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := secrets.NewKeyring(k2).OpenField("totp.abc", rewrapped); err != nil || string(p) != secretValue {
+		t.Fatalf("after rewrap: %q %v", p, err)
+	}
+	sealedClear, _ := next.RewrapField("x", []byte("legacy-clear"))
+	if !secrets.IsSealedField(sealedClear) {
+		t.Fatal("rewrapping a clear field does not seal it")
+	}
+}

@@ -212,6 +212,9 @@ type OAuthStore interface {
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
 	// ListSigningKeys returns every signing key, newest first.
 	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
+	// SetSigningKeyMaterial replaces a key's stored private key (the same
+	// key, sealed anew); ErrNotFound if absent.
+	SetSigningKeyMaterial(ctx context.Context, id string, privateKeyPEM []byte) error
 	// RetireSigningKey marks a key retired at at; ErrNotFound if absent.
 	RetireSigningKey(ctx context.Context, id string, at time.Time) error
 

@@ -179,7 +179,7 @@ func keysCmd(g *globals) *cobra.Command {
 		Short: "Rotate the authorization server's token signing key: published now, signing after --publish-for",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.KeysRotateSigning(c.Context(), c.OutOrStdout(), cfg.DataDir, publishFor, time.Now())
+			return app.KeysRotateSigning(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv, publishFor, time.Now())
 		}),
 	}
 	rotateSigning.Flags().DurationVar(&publishFor, "publish-for", 10*time.Minute, "how long the new key is published before it signs (longer than clients cache the JWKS)")

@@ -127,8 +127,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Enrol TOTP: prints the otpauth URI, a QR code for the terminal and single-use backup codes",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			dataDir := cfg.DataDir
-			return app.UsersMFAEnroll(c.Context(), c.OutOrStdout(), dataDir, args[0], issuer)
+			return app.UsersMFAEnroll(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv, args[0], issuer)
 		}),
 	}
 	enroll.Flags().StringVar(&issuer, "issuer", "mcpguard", "issuer name shown by the authenticator app")

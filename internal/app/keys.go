@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/authn/apikey"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/internal/safetext"
 	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
@@ -136,8 +137,8 @@ func KeysRotate(ctx context.Context, out io.Writer, dataDir, id string, grace ti
 
 // KeysRotateSigning starts a rotation of the authorization server's token
 // signing key: the new key is published now and signs after publishFor.
-func KeysRotateSigning(ctx context.Context, out io.Writer, dataDir string, publishFor time.Duration, now time.Time) error {
-	s, err := OpenStore(ctx, dataDir)
+func KeysRotateSigning(ctx context.Context, out io.Writer, cfg *config.Config, env func(string) (string, bool), publishFor time.Duration, now time.Time) error {
+	s, err := openStoreFor(ctx, cfg, env)
 	if err != nil {
 		return err
 	}

@@ -152,6 +152,13 @@ func SecretsRotateMaster(ctx context.Context, out io.Writer, cfg *config.Config,
 	if err != nil {
 		return fmt.Errorf("rotation refused, nothing changed: %w", err)
 	}
+	// The secrets inside the OAuth tables (signing keys, TOTP secrets):
+	// sealed now if they were in clear.
+	m, err := rewrapOAuthSecrets(ctx, st, ring)
+	if err != nil {
+		return fmt.Errorf("the secret store was re-wrapped, but not every signing key or TOTP secret (keep the old key under secrets.previous_master_keys and run rotate-master again): %w", err)
+	}
+	n += m
 	fmt.Fprintf(out, "Re-wrapped %d secrets with master key %s. Set MCPGUARD_MASTER_KEY (secrets.master_key) to the new key; until every server has it, list the old key %s under secrets.previous_master_keys.\n",
 		n, next.ID(), old.CurrentID())
 	return nil

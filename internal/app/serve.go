@@ -84,7 +84,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 
-	st, err := OpenStore(ctx, cfg.DataDir)
+	st, err := openStoreFor(ctx, cfg, o.Env)
 	if err != nil {
 		return err
 	}

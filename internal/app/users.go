@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/authn/password"
 	"github.com/mcpguard/mcpguard/authn/totp"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/mcpguard/mcpguard/store"
 )
@@ -132,6 +133,12 @@ func updateUser(ctx context.Context, dataDir, name string, change func(*store.Us
 		return err
 	}
 	defer s.Close()
+	return changeUser(ctx, s, name, change, revoke, out)
+}
+
+// changeUser reads, changes and writes one user in s, then optionally
+// revokes their refresh tokens.
+func changeUser(ctx context.Context, s store.Store, name string, change func(*store.User) (string, error), revoke bool, out io.Writer) error {
 	u, err := s.GetUser(ctx, name)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -204,8 +211,14 @@ func UsersList(ctx context.Context, out io.Writer, dataDir string, now time.Time
 
 // UsersMFAEnroll gives a user a new TOTP secret and backup codes and prints
 // them once: the otpauth URI, its QR code for the terminal, and the codes.
-func UsersMFAEnroll(ctx context.Context, out io.Writer, dataDir, name, issuer string) error {
-	return updateUser(ctx, dataDir, name, func(u *store.User) (string, error) {
+// With a master key configured, the secret is stored sealed.
+func UsersMFAEnroll(ctx context.Context, out io.Writer, cfg *config.Config, env func(string) (string, bool), name, issuer string) error {
+	s, err := openStoreFor(ctx, cfg, env)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return changeUser(ctx, s, name, func(u *store.User) (string, error) {
 		e, err := totp.Enroll(issuer, u.Name)
 		if err != nil {
 			return "", err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func TestUsersCommands(t *testing.T) {
 	st.Close()
 
 	out.Reset()
-	if err := UsersMFAEnroll(ctx, &out, dir, "alice", "mcpguard"); err != nil {
+	if err := UsersMFAEnroll(ctx, &out, cfgIn(dir), nil, "alice", "mcpguard"); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -149,7 +150,7 @@ func TestKeysRotateSigning(t *testing.T) {
 	st.Close()
 	var out bytes.Buffer
 	now := time.Now()
-	if err := KeysRotateSigning(ctx, &out, dir, 5*time.Minute, now); err != nil {
+	if err := KeysRotateSigning(ctx, &out, cfgIn(dir), nil, 5*time.Minute, now); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = OpenStore(ctx, dir)
@@ -158,4 +159,11 @@ func TestKeysRotateSigning(t *testing.T) {
 	if len(keys) != 2 || !strings.Contains(out.String(), keys[0].ID) || !keys[1].RetiredAt.Equal(keys[0].CreatedAt) || !keys[0].CreatedAt.Equal(now.Add(5*time.Minute)) {
 		t.Fatalf("keys = %+v\n%s", keys, out.String())
 	}
+}
+
+// cfgIn is the default configuration on data directory dir.
+func cfgIn(dir string) *config.Config {
+	c := config.Default()
+	c.DataDir = dir
+	return c
 }

@@ -570,6 +570,12 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]*store.SigningKey, error
 	return out, nil
 }
 
+// SetSigningKeyMaterial implements store.OAuthStore.
+func (s *Store) SetSigningKeyMaterial(ctx context.Context, id string, privateKeyPEM []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE oauth_signing_keys SET private_key = ? WHERE id = ?`, privateKeyPEM, id)
+	return affected(res, err, "set signing key "+id)
+}
+
 // RetireSigningKey implements store.OAuthStore.
 func (s *Store) RetireSigningKey(ctx context.Context, id string, at time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN ? ELSE retired_at END WHERE id = ?`, unixNano(at), id)

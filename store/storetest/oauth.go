@@ -732,6 +732,21 @@ func RunOAuth(t *testing.T, open func(t *testing.T) store.OAuthStore) {
 		}
 	})
 
+	t.Run("SigningKeyMaterial", func(t *testing.T) {
+		s := open(t)
+		s.CreateSigningKey(ctx, &store.SigningKey{ID: "m1", Algorithm: "ES256", PrivateKeyPEM: []byte("clear"), CreatedAt: time.Now()})
+		if err := s.SetSigningKeyMaterial(ctx, "m1", []byte("sealed")); err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := s.ListSigningKeys(ctx)
+		if len(keys) != 1 || string(keys[0].PrivateKeyPEM) != "sealed" {
+			t.Fatalf("keys = %+v", keys)
+		}
+		if err := s.SetSigningKeyMaterial(ctx, "nope", []byte("x")); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	})
+
 	t.Run("SigningKeys", func(t *testing.T) {
 		s := open(t)
 		if l, err := s.ListSigningKeys(ctx); err != nil || len(l) != 0 {

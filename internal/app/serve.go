@@ -89,6 +89,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	defer st.Close()
+	if _, sealed := st.(*sealingStore); sealed {
+		ok("Secrets sealed with master key %s", st.(*sealingStore).ring.CurrentID())
+	} else if cfg.OAuth.Enabled && !o.Stdio {
+		warn("No master key (%s): the authorization server's signing keys and TOTP secrets are stored in clear in %s; set one to seal them", cfg.Secrets.MasterKey, filepath.Join(cfg.DataDir, StoreFile))
+	}
 
 	if o.Demo {
 		if err := seedDemoIdentities(ctx, st, o.Status); err != nil {

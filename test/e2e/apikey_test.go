@@ -27,7 +27,7 @@ func TestDemoRoleMatrix(t *testing.T) {
 	if len(s.keys) != 3 {
 		t.Fatalf("demo printed %d keys, want 3; output:\n%s", len(s.keys), s.output)
 	}
-	for _, line := range []string{"[OK] API key authentication enabled", "[OK] Role-based access control active", "[OK] Audit logging to ./mcpguard-audit.log", "[OK] Rate limiting: 100 req/min per user"} {
+	for _, line := range []string{"[OK] API key authentication enabled", "[OK] Role-based access control active", "[OK] Audit logging to ./mcpguard-audit.log", "[OK] Rate limiting: 100 req/min per user", "[WARN] No master key (env:MCPGUARD_MASTER_KEY)"} {
 		if !strings.Contains(s.output.String(), line) {
 			t.Errorf("startup output lacks %q", line)
 		}

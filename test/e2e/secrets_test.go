@@ -66,6 +66,9 @@ audit:
 		t.Fatal(err)
 	}
 	s := start(t, dir, env, "--demo", "--config", "mcpguard.yaml")
+	if !strings.Contains(s.output.String(), "[OK] Secrets sealed with master key") || strings.Contains(s.output.String(), "No master key") {
+		t.Fatalf("startup does not report the master key:\n%s", s.output.String())
+	}
 	ctx := context.Background()
 
 	// A JWT signed with the key from the store works; a forged one does not.

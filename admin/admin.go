@@ -441,7 +441,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	source := sourceOf(r.RemoteAddr)
+	source := netx.SourceKey(netx.PeerIP(r))
 	rec := &guard.Record{Time: h.opts.Now(), Method: "admin/login", Target: "admin", ClientAddr: source, Transport: "http"}
 	if wait, locked := h.lockout.Locked(ctx, source); locked {
 		rec.Decision, rec.Reason = guard.AuthFailed, "source locked out after repeated sign-in failures"

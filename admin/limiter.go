@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"net"
 	"sync"
 	"time"
 
@@ -101,18 +100,4 @@ func (l *loginLimiter) makeRoom(now time.Time) {
 	if len(l.sources) >= l.maxSources {
 		delete(l.sources, oldest)
 	}
-}
-
-// sourceOf is the key sign-in failures are counted under: the peer's IPv4
-// address, or its IPv6 /64 (one host commonly holds a whole /64).
-func sourceOf(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.To4() != nil {
-		return host
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

@@ -54,19 +54,6 @@ func TestLoginLimiterBounded(t *testing.T) {
 	}
 }
 
-func TestSourceOf(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1:443":              "192.0.2.1",
-		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ffff::1]:1":   "2001:db8:1:2::/64",
-		"not-an-address":             "not-an-address",
-	} {
-		if got := sourceOf(in); got != want {
-			t.Errorf("sourceOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestSealRoundTripAndBinding(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	k, err := newSealer(key, "a")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -156,7 +155,7 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SecurityHeaders(w.Header())
 		ctx := r.Context()
-		c := &caller{requestID: newRequestID(), clientAddr: clientIP(r), transport: "http"}
+		c := &caller{requestID: newRequestID(), clientAddr: netx.PeerIP(r), transport: "http"}
 		w.Header().Set("X-Request-Id", c.requestID)
 		rec := &Record{Time: g.now(), Method: "http " + r.Method}
 
@@ -291,7 +290,7 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 // (rec, completed) and returns ok=false.
 func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *caller, rec *Record) (p *Principal, ok bool) {
 	ctx := r.Context()
-	source := lockoutSource(c.clientAddr)
+	source := netx.SourceKey(c.clientAddr)
 	if g.Lockout != nil {
 		if wait, locked := g.Lockout.Locked(ctx, source); locked {
 			rec.Decision, rec.Reason = AuthFailed, "source locked out after repeated authentication failures"
@@ -339,7 +338,7 @@ func (g *Guard) RequirePrincipal(name string, allow func(*Principal) bool, next 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SecurityHeaders(w.Header())
 		ctx := r.Context()
-		c := &caller{requestID: newRequestID(), clientAddr: clientIP(r), transport: "http"}
+		c := &caller{requestID: newRequestID(), clientAddr: netx.PeerIP(r), transport: "http"}
 		w.Header().Set("X-Request-Id", c.requestID)
 		rec := &Record{Time: g.now(), Method: name}
 		p, ok := g.authenticateHTTP(w, r, c, rec)
@@ -378,26 +377,6 @@ func credentialFrom(r *http.Request) (Credential, bool) {
 		return Credential{Kind: APIKeyHeader, Secret: strings.TrimSpace(k)}, true
 	}
 	return Credential{}, false
-}
-
-// clientIP is the request's peer address without its port.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// lockoutSource is the key failed authentications are counted under: the
-// client's IPv4 address, or its IPv6 /64, since one host commonly holds a
-// whole /64 and could otherwise rotate addresses to escape a lockout.
-func lockoutSource(addr string) string {
-	ip := net.ParseIP(addr)
-	if ip == nil || ip.To4() != nil {
-		return addr
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 func (g *Guard) originAllowed(origin, requestHost string) bool {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"net"
 	"net/http"
 	"net/url"
@@ -296,7 +297,7 @@ func checkRedirectURI(raw string) error {
 	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" || strings.Contains(raw, "#") || u.User != nil {
 		return errors.New("redirect URIs must be absolute URLs without a fragment or credentials")
 	}
-	if u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+	if u.Scheme == "https" || (u.Scheme == "http" && netx.IsLoopbackHost(u.Hostname())) {
 		return nil
 	}
 	return errors.New("redirect URIs must use https (http only on a loopback host: 127.0.0.1, [::1] or localhost)")
@@ -334,14 +335,10 @@ func isLoopbackIP(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func isLoopbackHost(host string) bool {
-	return strings.EqualFold(host, "localhost") || isLoopbackIP(host)
-}
-
 func allLoopback(uris []string) bool {
 	for _, raw := range uris {
 		u, err := url.Parse(raw)
-		if err != nil || !isLoopbackHost(u.Hostname()) {
+		if err != nil || !netx.IsLoopbackHost(u.Hostname()) {
 			return false
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"io"
 	"mime"
 	"net/http"
@@ -222,7 +223,7 @@ func displayName(raw string) (string, error) {
 // register is dynamic client registration (RFC 7591).
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	cors(w)
-	if !s.regLimit.allow(clientIP(r), s.now()) {
+	if !s.regLimit.allow(netx.PeerIP(r), s.now()) {
 		s.audit(r, "oauth/register", "", "", guard.RateLimited, "too many registrations from this address")
 		w.Header().Set("Retry-After", "600")
 		writeOAuthError(w, http.StatusTooManyRequests, "invalid_request", "too many client registrations from this address; try again later or ask the operator to pre-register your client")

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/mcpguard/mcpguard/secrets"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -255,7 +255,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.ReloadKeys(ctx); err != nil {
 		return nil, err
 	}
-	if iss.Scheme == "http" && !isLoopbackHost(iss.Hostname()) {
+	if iss.Scheme == "http" && !netx.IsLoopbackHost(iss.Hostname()) {
 		s.logger.Warn("oauth: the issuer is plain http on a non-loopback host; passwords and tokens cross the network unencrypted", "issuer", cfg.Issuer)
 	}
 	s.handler = s.routes()
@@ -335,7 +335,7 @@ const (
 func (s *Server) audit(r *http.Request, method, subject, clientID string, decision guard.Outcome, reason string) error {
 	rec := &guard.Record{
 		Time: s.now(), Method: method, Subject: safetext.Printable(subject, 256), Decision: decision,
-		Reason: safetext.Printable(reason, 512), ClientAddr: clientIP(r), Transport: "http",
+		Reason: safetext.Printable(reason, 512), ClientAddr: netx.PeerIP(r), Transport: "http",
 		Issuer: s.cfg.Issuer, Target: safetext.Printable(clientID, 512),
 	}
 	if err := s.cfg.Audit.Record(r.Context(), rec); err != nil {
@@ -343,28 +343,6 @@ func (s *Server) audit(r *http.Request, method, subject, clientID string, decisi
 		return err
 	}
 	return nil
-}
-
-// clientIP is the request's peer address without the port.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// lockoutSource is the key failed sign-ins are counted under: the client's
-// IPv4 address, or its IPv6 /64 (one host commonly holds a whole /64 and
-// could otherwise rotate addresses to escape a lockout). It matches the
-// guard's own choice.
-func lockoutSource(r *http.Request) string {
-	addr := clientIP(r)
-	ip := net.ParseIP(addr)
-	if ip == nil || ip.To4() != nil {
-		return addr
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // validScopeToken reports whether s is a scope-token of RFC 6749 §3.3.

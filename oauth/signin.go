@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"net/http"
 	"net/url"
 	"slices"
@@ -124,7 +125,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	source := lockoutSource(r)
+	source := netx.SourceKey(netx.PeerIP(r))
 	if s.cfg.Lockout != nil {
 		if _, locked := s.cfg.Lockout.Locked(ctx, source); locked {
 			s.audit(r, "oauth/login", "", t.ClientID, guard.AuthFailed, "source locked out after repeated failures")

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -240,7 +239,7 @@ func checkJWKSURL(raw string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !netx.IsLoopbackHost(u.Hostname()) {
 			return errors.New("jwt: JWKSURL must use https (http is allowed only for loopback hosts)")
 		}
 	default:
@@ -250,15 +249,6 @@ func checkJWKSURL(raw string) error {
 		return errors.New("jwt: JWKSURL has no host")
 	}
 	return nil
-}
-
-// isLoopback reports whether host names this machine.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // defaultHTTPClient is used when Config.HTTPClient is nil. It times out

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"maps"
 	"net"
 	"net/url"
@@ -290,21 +291,13 @@ func checkJWKSURL(raw string) string {
 	case "https":
 		return ""
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if netx.IsLoopbackHost(u.Hostname()) {
 			return ""
 		}
 		return "must use https (http is allowed only for a loopback host)"
 	default:
 		return "must be an absolute https:// URL"
 	}
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) jwtKey(p path, k *JWTKey) {

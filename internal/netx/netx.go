@@ -4,6 +4,7 @@ package netx
 
 import (
 	"net"
+	"net/http"
 	"strings"
 )
 
@@ -20,4 +21,25 @@ func IsLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// PeerIP is the request's peer address without its port.
+func PeerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// SourceKey is the key under which failures from addr (an IP without port)
+// are counted: the IPv4 address, or the IPv6 /64, since one host commonly
+// holds a whole /64 and could otherwise rotate addresses to escape a
+// lockout.
+func SourceKey(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

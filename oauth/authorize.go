@@ -287,9 +287,12 @@ func withQuery(base string, v url.Values) string {
 	return base + sep + v.Encode()
 }
 
-// checkRedirectURI accepts https URLs, and http ones on a loopback host;
-// never a fragment, credentials, or a URL over maxRedirectURI bytes.
-func checkRedirectURI(raw string) error {
+// CheckRedirectURI reports why raw cannot be a client's redirect URI, or
+// nil: https URLs are accepted, and http ones on a loopback host; never a
+// fragment, credentials, or a URL over 1024 bytes. `mcpguard clients add`
+// applies it too, so that a pre-registered client obeys the same rule as a
+// registered one.
+func CheckRedirectURI(raw string) error {
 	if len(raw) > maxRedirectURI {
 		return fmt.Errorf("redirect URIs may be at most %d bytes", maxRedirectURI)
 	}
@@ -308,7 +311,7 @@ func checkRedirectURI(raw string) error {
 // 2.1 §8.4.2, RFC 8252 §7.3) a registered http URI on a loopback IP literal
 // with only the port differing.
 func redirectAllowed(registered []string, requested string) bool {
-	if checkRedirectURI(requested) != nil {
+	if CheckRedirectURI(requested) != nil {
 		return false
 	}
 	if slices.Contains(registered, requested) {

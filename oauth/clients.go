@@ -147,7 +147,7 @@ func (s *Server) validateMetadata(m *registration, allowSecret bool) error {
 		return badRedirect("between 1 and %d redirect_uris are required", maxRedirectURIs)
 	}
 	for _, u := range m.RedirectURIs {
-		if err := checkRedirectURI(u); err != nil {
+		if err := CheckRedirectURI(u); err != nil {
 			return badRedirect("%s", err.Error())
 		}
 	}
@@ -269,8 +269,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, Dynamic: true, CreatedAt: s.now(),
 	}
 	if m.TokenEndpointAuthMethod != "none" {
-		m.ClientSecret = randomToken(32)
-		c.SecretHash = digest(m.ClientSecret)
+		m.ClientSecret, c.SecretHash = NewClientSecret()
 		never := int64(0)
 		m.ClientSecretExpiresAt = &never
 	}
@@ -298,4 +297,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	m.ClientID, m.ClientIDIssuedAt, m.ClientName = c.ID, c.CreatedAt.Unix(), c.Name
 	writeJSON(w, http.StatusCreated, m)
+}
+
+// NewClientSecret returns a new client secret (32 random bytes,
+// base64url) and the digest the store keeps of it.
+func NewClientSecret() (secret string, hash []byte) {
+	secret = randomToken(32)
+	return secret, digest(secret)
 }

@@ -131,8 +131,8 @@ func TestCheckRedirectURI(t *testing.T) {
 		"//app.example/cb":           false,
 		"https://" + strings.Repeat("a", maxRedirectURI) + ".example/": false,
 	} {
-		if got := checkRedirectURI(uri) == nil; got != ok {
-			t.Errorf("checkRedirectURI(%q) ok = %v, want %v", uri, got, ok)
+		if got := CheckRedirectURI(uri) == nil; got != ok {
+			t.Errorf("CheckRedirectURI(%q) ok = %v, want %v", uri, got, ok)
 		}
 	}
 }

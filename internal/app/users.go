@@ -3,13 +3,10 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +16,7 @@ import (
 	"github.com/mcpguard/mcpguard/authn/password"
 	"github.com/mcpguard/mcpguard/authn/totp"
 	"github.com/mcpguard/mcpguard/internal/config"
-	"github.com/mcpguard/mcpguard/internal/netx"
+	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
 )
 
@@ -271,8 +268,8 @@ func ClientsAdd(ctx context.Context, out io.Writer, o ClientOptions) error {
 		return errors.New("--name of 1 to 200 characters is required")
 	}
 	for _, u := range o.RedirectURIs {
-		if err := checkRedirectURI(u); err != nil {
-			return err
+		if err := oauth.CheckRedirectURI(u); err != nil {
+			return fmt.Errorf("redirect URI %q: %w", u, err)
 		}
 	}
 	if !o.Confidential && len(o.RedirectURIs) == 0 {
@@ -299,11 +296,7 @@ func ClientsAdd(ctx context.Context, out io.Writer, o ClientOptions) error {
 	}
 	var secret string
 	if o.Confidential {
-		b := make([]byte, 32)
-		rand.Read(b)
-		secret = base64.RawURLEncoding.EncodeToString(b)
-		sum := sha256.Sum256([]byte(secret))
-		c.SecretHash = sum[:]
+		secret, c.SecretHash = oauth.NewClientSecret()
 		c.TokenEndpointAuthMethod = "client_secret_basic"
 		c.GrantTypes = append(c.GrantTypes, "client_credentials")
 	}
@@ -320,19 +313,6 @@ func ClientsAdd(ctx context.Context, out io.Writer, o ClientOptions) error {
 		fmt.Fprintf(out, "  client_secret: %s\n\nStore the secret now: it is shown only once, and only its hash is kept.\n", secret)
 	}
 	return nil
-}
-
-// checkRedirectURI applies the authorization server's rule: https, or http
-// on a loopback host; no fragment.
-func checkRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("redirect URI %q must be an absolute URL without a fragment", raw)
-	}
-	if u.Scheme == "https" || (u.Scheme == "http" && netx.IsLoopbackHost(u.Host)) {
-		return nil
-	}
-	return fmt.Errorf("redirect URI %q must use https (http only on a loopback host)", raw)
 }
 
 // ClientsList writes a table of registered clients.

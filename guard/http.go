@@ -45,12 +45,13 @@ type HTTPOptions struct {
 	// client to request ("scope" parameter, MCP authorization spec): the
 	// least privilege that lets a client work, not every scope there is.
 	ChallengeScopes []string
-	// StepUp, when set, turns a refused tools/call or prompts/get into an HTTP 403 insufficient_scope challenge (RFC 6750
-	// §3.1) when the caller could obtain the action with more scopes: it
-	// returns the complete scope set to request (the caller's scopes plus
-	// those missing), or nil when more scopes would not help, in which case
-	// the request continues and is refused in band with ACCESS DENIED as
-	// usual.
+	// StepUp, when set, turns a scope-limited principal's refused
+	// tools/call or prompts/get into an HTTP 403 insufficient_scope
+	// challenge (RFC 6750 §3.1) when the caller could obtain the action
+	// with more scopes: it returns the complete scope set to request (the
+	// caller's scopes plus those missing), or nil when more scopes would not
+	// help, in which case the request continues and is refused in band with
+	// ACCESS DENIED as usual. Other principals are never asked about.
 	StepUp func(ctx context.Context, p *Principal, a Action, d Decision) []string
 }
 
@@ -252,7 +253,10 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 // challenge handling"). It reports whether it answered. The decision is the
 // Authorizer's, the same one MCPMiddleware would reach.
 func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, env envelope) bool {
-	if g.HTTP.StepUp == nil || env.tool == "" {
+	// Only a scope-limited principal (a token whose scopes narrowed its
+	// roles) can gain by re-authorizing; for every other caller the call
+	// is decided once, in band, and costs no second authorization here.
+	if g.HTTP.StepUp == nil || env.tool == "" || !c.principal.ScopeLimited {
 		return false
 	}
 	var a Action

@@ -46,6 +46,9 @@ func keyring(cfg *config.Config, env func(string) (string, bool)) (*secrets.Keyr
 // configuration uses none needs no master key.
 func resolver(ctx context.Context, cfg *config.Config, st store.SecretStore, env func(string) (string, bool)) config.Resolver {
 	var ring *secrets.Keyring
+	if sealed, ok := st.(*sealingStore); ok {
+		ring = sealed.ring // the master key is already read
+	}
 	return config.Resolver{Env: env, Secret: func(name string) ([]byte, error) {
 		if ring == nil {
 			r, err := keyring(cfg, env)

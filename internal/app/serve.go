@@ -89,8 +89,8 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	defer st.Close()
-	if _, sealed := st.(*sealingStore); sealed {
-		ok("Secrets sealed with master key %s", st.(*sealingStore).ring.CurrentID())
+	if sealed, isSealed := st.(*sealingStore); isSealed {
+		ok("Secrets sealed with master key %s", sealed.ring.CurrentID())
 	} else if cfg.OAuth.Enabled && !o.Stdio {
 		warn("No master key (%s): the authorization server's signing keys and TOTP secrets are stored in clear in %s; set one to seal them", cfg.Secrets.MasterKey, filepath.Join(cfg.DataDir, StoreFile))
 	}
@@ -204,7 +204,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if cfg.Admin.Enabled {
 		ok("Admin page at /admin/ for roles %s", strings.Join(cfg.Admin.Roles, ", "))
 	}
-	return serveHTTP(ctx, cfg, st, g, rbac, obs, server, o, logger)
+	return serveHTTP(ctx, cfg, st, res, g, rbac, obs, server, o, logger)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -222,7 +222,7 @@ func stdioCredential(env func(string) (string, bool)) *guard.Credential {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Logger:              logger,
 		SessionTimeout:      cfg.Server.SessionTimeout,
@@ -240,7 +240,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, g *guard
 	if cfg.Server.PublicURL != "" {
 		base = cfg.BaseURL()
 	}
-	rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, resolver(ctx, cfg, st, o.Env), logger)
+	rs, err := setupOAuth(ctx, cfg, base, st, g, rbac, res, logger)
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"io"
 	"net"
 	"net/http"
@@ -78,17 +78,5 @@ func run(ctx context.Context, addr, dbPath string, status io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	fmt.Fprintf(status, "Server ready on http://%s/mcp\n", ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		srv.Close()
-	}
-	return nil
+	return netx.Serve(ctx, srv, ln)
 }

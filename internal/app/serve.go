@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/mcpguard/mcpguard/internal/netx"
 	"io"
 	"log/slog"
 	"net"
@@ -294,19 +295,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 	if o.Ready != nil {
 		o.Ready(url)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-	}
-	return nil
+	return netx.Serve(ctx, srv, ln)
 }
 
 // adminHandler builds the read-only admin page. Its session key is random

@@ -3,9 +3,13 @@
 package netx
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // IsLoopbackHost reports whether host (a Host header or an address, with or
@@ -42,4 +46,27 @@ func SourceKey(addr string) string {
 		return addr
 	}
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// ShutdownGrace bounds how long Serve waits for requests in flight once
+// its context is done.
+const ShutdownGrace = 10 * time.Second
+
+// Serve serves srv on ln until ctx is done, then shuts it down, giving
+// requests in flight ShutdownGrace to finish before closing what remains.
+// A server that stops on its own is an error.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		srv.Close()
+	}
+	return nil
 }

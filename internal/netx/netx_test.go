@@ -1,8 +1,12 @@
 package netx
 
 import (
+	"context"
+	"io"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 func TestIsLoopbackHost(t *testing.T) {
@@ -42,5 +46,42 @@ func TestPeerIPThenSourceKey(t *testing.T) {
 		if got := SourceKey(PeerIP(r)); got != want {
 			t.Errorf("SourceKey(PeerIP(%q)) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Serve lets a request in flight finish when its context ends, then
+// returns nil.
+func TestServeShutsDownGracefully(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(w, "done")
+	})}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, ln) }()
+	body := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String())
+		if err != nil {
+			body <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body <- string(b)
+	}()
+	<-started
+	cancel()
+	if got := <-body; got != "done" {
+		t.Fatalf("the request in flight got %q", got)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve = %v", err)
 	}
 }

@@ -30,20 +30,7 @@ func TestOAuthLookupsUseIndexes(t *testing.T) {
 		`DELETE FROM oauth_consents WHERE user_name = 'u'`,
 		`UPDATE oauth_signing_keys SET retired_at = 1 WHERE id = 'k'`,
 	} {
-		rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		var plan string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan += detail + "; "
-		}
-		rows.Close()
+		plan := queryPlan(t, s, q)
 		if !strings.HasPrefix(plan, "SEARCH ") || strings.Contains(plan, "SCAN ") {
 			t.Errorf("%s: plan %q is not an index search", q, plan)
 		}

@@ -74,6 +74,7 @@ func SecurityHeaders(h http.Header) {
 type envelope struct {
 	method string
 	tool   string
+	args   json.RawMessage // a tools/call's arguments
 }
 
 // Reasons a POST body is refused before it reaches the MCP server.
@@ -105,12 +106,16 @@ func parseEnvelope(body []byte) (envelope, error) {
 	e := envelope{method: req.Method}
 	if req.Method == "tools/call" || req.Method == "prompts/get" {
 		var params struct {
-			Name string `json:"name"`
+			Name      string          `json:"name"`
+			Arguments json.RawMessage `json:"arguments"`
 		}
 		if err := json.Unmarshal(req.Params, &params); err != nil {
 			return envelope{}, errMalformed
 		}
 		e.tool = params.Name
+		if req.Method == "tools/call" {
+			e.args = params.Arguments
+		}
 	}
 	return e, nil
 }
@@ -262,7 +267,9 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	var a Action
 	switch env.method {
 	case "tools/call", "prompts/get":
-		a = Action{Method: env.method, Target: env.tool}
+		a = Action{Method: env.method, Target: env.tool, Arguments: env.args, Request: &RequestInfo{
+			Time: g.now(), ClientIP: c.clientAddr, Transport: c.transport, ProtocolVersion: r.Header.Get("Mcp-Protocol-Version"),
+		}}
 	default:
 		return false
 	}

@@ -55,6 +55,8 @@ type Engine struct {
 	tags     []tagRule
 	upstream func(string) string
 	loc      *time.Location
+	// resources caches resource entities.
+	resources *resourceCache
 }
 
 // compiled is one policy with what explaining its decisions takes.
@@ -70,6 +72,12 @@ type compiled struct {
 	requiredRoles, requiredScopes []string
 	// mfaMaxAge is the @step_up_mfa annotation.
 	mfaMaxAge time.Duration
+	// uses are the context attributes the policy may read: a request
+	// builds only those its candidate policies need.
+	uses ctxFields
+	// argKeys are the arguments (and sizes) the policy reads by name; nil
+	// with uses&useAllArguments when it reads the record as a whole.
+	argKeys []string
 }
 
 type tagRule struct {
@@ -98,11 +106,12 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		byID:     map[string]*compiled{},
-		rbac:     rbac,
-		roles:    map[types.EntityUID]types.Entity{},
-		upstream: opts.Upstream,
-		loc:      opts.Location,
+		byID:      map[string]*compiled{},
+		rbac:      rbac,
+		roles:     map[types.EntityUID]types.Entity{},
+		upstream:  opts.Upstream,
+		loc:       opts.Location,
+		resources: &resourceCache{},
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -178,6 +187,7 @@ func fromFile(file string, p *cedar.Policy) (*compiled, error) {
 }
 
 func (e *Engine) add(c *compiled) error {
+	c.uses, c.argKeys = contextFieldsOf(c.policy)
 	if prev, ok := e.byID[c.id]; ok {
 		return fmt.Errorf("%s: policy id %q is already used by the policy at %s", position(c), c.id, position(prev))
 	}
@@ -216,7 +226,7 @@ func (e *Engine) Authorize(_ context.Context, p *guard.Principal, a guard.Action
 	if p == nil {
 		return guard.Decision{Reason: "not authenticated"}
 	}
-	r, ok := e.request(p, a, nil)
+	r, ok := e.request(p, a)
 	if !ok {
 		return guard.Decision{Reason: "method not permitted: " + a.Method, Policies: []string{"default-deny"}}
 	}
@@ -238,8 +248,7 @@ type outcome struct {
 
 // evaluate runs the candidate policies of r.
 func (e *Engine) evaluate(r *request) outcome {
-	cands := e.idx.candidates(r.req.Action, r.req.Resource)
-	dec, diag := cedar.Authorize(cands, r, r.req)
+	dec, diag := cedar.Authorize(r.cands, r, r.req)
 	var out outcome
 	for _, de := range diag.Errors {
 		if c := e.byID[string(de.PolicyID)]; c != nil && c.forbid {
@@ -261,6 +270,22 @@ func (e *Engine) evaluate(r *request) outcome {
 
 // candidates are the policies that may apply to one action and resource.
 type candidates [4][]*compiled
+
+// uses returns the context attributes the candidates may read, and the
+// arguments they read by name.
+func (cs *candidates) uses() (u ctxFields, argKeys []string) {
+	for _, list := range cs {
+		for _, c := range list {
+			u |= c.uses
+			for _, k := range c.argKeys {
+				if !slices.Contains(argKeys, k) {
+					argKeys = append(argKeys, k)
+				}
+			}
+		}
+	}
+	return u, argKeys
+}
 
 // All implements cedar.PolicyIterator.
 func (cs *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {

@@ -217,3 +217,30 @@ func TestCompileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestArgumentsReadByName checks that an argument a policy reads under an
+// unusual name reaches it (only the arguments policies read are converted).
+func TestArgumentsReadByName(t *testing.T) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "k.cedar", Data: []byte(`
+@id("weird") permit(principal, action == Action::"tools/call", resource == Tool::"t")
+when { context.arguments has "the key" && context.arguments["the key"] == "v" && context.sizes["the key"] == 1 };
+@id("whole") permit(principal, action == Action::"tools/call", resource == Tool::"u")
+when { context.arguments == {"a": 1} };`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &guard.Principal{Subject: "x", Method: guard.MethodAPIKey}
+	for _, tc := range []struct {
+		tool, args string
+		want       bool
+	}{
+		{"t", `{"the key":"v","other":2}`, true},
+		{"t", `{"the key":"w"}`, false},
+		{"u", `{"a":1}`, true},
+		{"u", `{"a":1,"b":2}`, false},
+	} {
+		if got := e.Authorize(context.Background(), p, call(tc.tool, tc.args, weekdayNoon, "")).Allowed; got != tc.want {
+			t.Errorf("%s %s: allowed = %v, want %v", tc.tool, tc.args, got, tc.want)
+		}
+	}
+}

@@ -56,7 +56,7 @@ unless { context.time.weekday >= 1 && context.time.weekday <= 5 && context.time.
 
 @id("office-network-admin")
 forbid(principal in Role::"admin", action == Action::"tools/call", resource)
-unless { context has ip && context.ip.isInRange(ip("10.0.0.0/8")) || context.ip.isLoopback() };
+unless { context has ip && (context.ip.isInRange(ip("10.0.0.0/8")) || context.ip.isLoopback()) };
 
 @id("own-profile-only")
 permit(principal, action == Action::"tools/call", resource == Tool::"update_profile")
@@ -152,7 +152,7 @@ func TestSeedExamples(t *testing.T) {
 		// IP ranges.
 		{"admin from the office network", admin, call("list_tables", "", weekdayNoon, "10.1.2.3"), true, nil, nil, nil, 0},
 		{"admin from elsewhere", admin, call("list_tables", "", weekdayNoon, "203.0.113.9"), false, []string{"office-network-admin"}, nil, nil, 0},
-		{"admin over stdio (no ip): forbid fails closed", admin, guard.Action{Method: "tools/call", Target: "list_tables", Request: &guard.RequestInfo{Time: weekdayNoon, Transport: "stdio"}}, false, []string{"office-network-admin"}, nil, nil, 0},
+		{"admin over stdio (no ip)", admin, guard.Action{Method: "tools/call", Target: "list_tables", Request: &guard.RequestInfo{Time: weekdayNoon, Transport: "stdio"}}, false, []string{"office-network-admin"}, nil, nil, 0},
 		{"developers are not subject to the admin network rule", dev, call("list_tables", "", weekdayNoon, "203.0.113.9"), true, nil, nil, nil, 0},
 		// Argument conditions.
 		{"execute_sql on analytics", dev, call("execute_sql", `{"schema":"analytics","sql":"select 1"}`, weekdayNoon, ip), true, nil, nil, nil, 0},
@@ -242,5 +242,28 @@ when { context.arguments == {"a": 1} };`)}}})
 		if got := e.Authorize(context.Background(), p, call(tc.tool, tc.args, weekdayNoon, "")).Allowed; got != tc.want {
 			t.Errorf("%s %s: allowed = %v, want %v", tc.tool, tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestForbidThatFailsDenies checks the one point where mcpguard departs
+// from Cedar: a forbid whose evaluation fails denies.
+func TestForbidThatFailsDenies(t *testing.T) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "f.cedar", Data: []byte(`
+@id("unguarded") forbid(principal, action == Action::"tools/call", resource == Tool::"execute_sql")
+when { context.arguments.schema != "analytics" };`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
+	if d := e.Authorize(context.Background(), dev, call("execute_sql", `{"schema":"analytics"}`, weekdayNoon, "")); !d.Allowed {
+		t.Fatalf("analytics refused: %s", d.Reason)
+	}
+	d := e.Authorize(context.Background(), dev, call("execute_sql", `{"sql":"drop table x"}`, weekdayNoon, ""))
+	if d.Allowed || !slices.Equal(d.Policies, []string{"unguarded"}) || !strings.Contains(d.Reason, "could not be evaluated") {
+		t.Fatalf("a call without schema: %+v, want a denial by the failing forbid", d)
+	}
+	// The list shows execute_sql: some arguments are allowed.
+	if d := e.Authorize(context.Background(), dev, guard.Action{Method: "tools/call", Target: "execute_sql", Listing: true}); !d.Allowed {
+		t.Fatalf("execute_sql hidden from the list: %s", d.Reason)
 	}
 }

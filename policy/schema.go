@@ -123,6 +123,18 @@ func cedarType(raw json.RawMessage, depth int) (string, bool) {
 		return "", false
 	}
 	typ, _ := s.Type.(string)
+	if list, ok := s.Type.([]any); ok {
+		// ["array", "null"]: null arguments are left out, so the other
+		// type is the one a policy sees.
+		for _, t := range list {
+			if t, ok := t.(string); ok && t != "null" {
+				if typ != "" {
+					return "", false
+				}
+				typ = t
+			}
+		}
+	}
 	switch typ {
 	case "string":
 		return "String", true

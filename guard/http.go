@@ -286,6 +286,9 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	rec.RequiredRoles, rec.Policies = d.RequiredRoles, d.Policies
 	g.record(r.Context(), rec, c)
 	description := "this call needs scope " + scope + "; authorize again with it"
+	if d.MFAMaxAge > 0 {
+		description = "this call needs a second factor passed in the last " + d.MFAMaxAge.String() + "; authorize again with scope " + scope
+	}
 	params := []string{`error="insufficient_scope"`, fmt.Sprintf("scope=%q", scope)}
 	if g.HTTP.ResourceMetadataURL != "" {
 		params = append(params, fmt.Sprintf("resource_metadata=%q", g.HTTP.ResourceMetadataURL))

@@ -329,8 +329,8 @@ func TestClaimsMapping(t *testing.T) {
 			roles: []string{"ops"}, scopes: []string{"x"}, perms: []string{"p:q"}, client: "c1",
 		},
 		{
-			name:  "role map translates groups and drops unmapped ones",
-			cfg:   func(c *Config) { c.RoleMap = map[string][]string{"eng": {"developer"}, "sre": {"developer", "admin"}} },
+			name:   "role map translates groups and drops unmapped ones",
+			cfg:    func(c *Config) { c.RoleMap = map[string][]string{"eng": {"developer"}, "sre": {"developer", "admin"}} },
 			extra:  map[string]any{"roles": []string{"eng", "sales", "sre"}, "groups": []string{"all"}},
 			roles:  []string{"developer", "admin"},
 			groups: []string{"all", "eng", "sales", "sre"},

@@ -24,60 +24,14 @@ func manyPolicies(n int) []byte {
 	return []byte(b.String())
 }
 
-// BenchmarkDecision measures one tools/call decision with 10, 1,000 and
-// 10,000 hand-written policies besides the seed role model: the call is
-// allowed by an argument condition and checked against a time window.
-func BenchmarkDecision(b *testing.B) {
-	for _, n := range []int{10, 1000, 10000} {
-		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "many.cedar", Data: manyPolicies(n)}}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			p := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
-			a := guard.Action{Method: "tools/call", Target: "tool8", Arguments: []byte(`{"limit":10,"q":"x"}`),
-				Request: &guard.RequestInfo{Time: weekdayNoon, ClientIP: "127.0.0.1", Transport: "http"}}
-			if d := e.Authorize(context.Background(), p, a); !d.Allowed {
-				b.Fatalf("not allowed: %s %v", d.Reason, d.Policies)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				e.Authorize(context.Background(), p, a)
-			}
-		})
-	}
-}
-
-// BenchmarkListItem measures deciding whether one tool is listed, with
-// 10,000 policies.
-func BenchmarkListItem(b *testing.B) {
-	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "many.cedar", Data: manyPolicies(10000)}}})
+// benchDecision measures one decision by a developer with n policies
+// besides the seed role model, after checking it is allowed.
+func benchDecision(b *testing.B, n int, a guard.Action) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "many.cedar", Data: manyPolicies(n)}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	p := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
-	a := guard.Action{Method: "tools/call", Target: "tool8", Listing: true, Request: &guard.RequestInfo{Time: weekdayNoon}}
-	if d := e.Authorize(context.Background(), p, a); !d.Allowed {
-		b.Fatalf("not listed: %s %v", d.Reason, d.Policies)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		e.Authorize(context.Background(), p, a)
-	}
-}
-
-// BenchmarkDecisionRoleOnly is the common case: a tools/call a role
-// permits, with no conditions on its arguments, among 10,000 policies
-// about other tools.
-func BenchmarkDecisionRoleOnly(b *testing.B) {
-	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "many.cedar", Data: manyPolicies(10000)}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
-	a := guard.Action{Method: "tools/call", Target: "describe_table", Arguments: []byte(`{"table":"orders"}`),
-		Request: &guard.RequestInfo{Time: weekdayNoon, ClientIP: "127.0.0.1", Transport: "http"}}
 	if d := e.Authorize(context.Background(), p, a); !d.Allowed {
 		b.Fatalf("not allowed: %s %v", d.Reason, d.Policies)
 	}
@@ -85,4 +39,30 @@ func BenchmarkDecisionRoleOnly(b *testing.B) {
 	for b.Loop() {
 		e.Authorize(context.Background(), p, a)
 	}
+}
+
+var benchRequest = &guard.RequestInfo{Time: weekdayNoon, ClientIP: "127.0.0.1", Transport: "http"}
+
+// BenchmarkDecision measures a tools/call allowed by an argument
+// condition and checked against a time window, with 10, 1,000 and 10,000
+// hand-written policies.
+func BenchmarkDecision(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			benchDecision(b, n, guard.Action{Method: "tools/call", Target: "tool8", Arguments: []byte(`{"limit":10,"q":"x"}`), Request: benchRequest})
+		})
+	}
+}
+
+// BenchmarkDecisionRoleOnly is the common case: a tools/call a role
+// permits, with no conditions on its arguments, among 10,000 policies
+// about other tools.
+func BenchmarkDecisionRoleOnly(b *testing.B) {
+	benchDecision(b, 10000, guard.Action{Method: "tools/call", Target: "describe_table", Arguments: []byte(`{"table":"orders"}`), Request: benchRequest})
+}
+
+// BenchmarkListItem measures deciding whether one tool is listed (its
+// arguments unknown), with 10,000 policies.
+func BenchmarkListItem(b *testing.B) {
+	benchDecision(b, 10000, guard.Action{Method: "tools/call", Target: "tool8", Listing: true, Request: benchRequest})
 }

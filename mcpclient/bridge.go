@@ -57,7 +57,14 @@ func Bridge(ctx context.Context, local mcp.Transport, serverURL string, h *Handl
 	defer cancel()
 
 	b := &bridge{opts: opts, pending: map[jsonrpc.ID]string{}}
-	hc := &http.Client{Transport: &headerTransport{base: http.DefaultTransport, header: opts.Header, version: &b.version}}
+	ht := &headerTransport{base: http.DefaultTransport, header: opts.Header, version: &b.version}
+	hc := &http.Client{Transport: ht}
+	b.startListening = sync.OnceFunc(func() {
+		if v, _ := b.version.Load().(string); v >= "2026-07-28" {
+			return // that revision has no standalone stream
+		}
+		go b.listen(ctx, &http.Client{Transport: h.RoundTripper(ht)}, serverURL)
+	})
 	remote, err := (&mcp.StreamableClientTransport{Endpoint: serverURL, HTTPClient: hc, OAuthHandler: h, MaxRetries: 3}).Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", serverURL, err)
@@ -88,6 +95,8 @@ type bridge struct {
 
 	mu      sync.Mutex
 	pending map[jsonrpc.ID]string // local requests whose responses are rewritten: id → method
+
+	startListening func() // opens the standalone SSE stream, once
 }
 
 // fromLocal relays the local client's messages to the server.
@@ -105,7 +114,9 @@ func (b *bridge) fromLocal(ctx context.Context) error {
 			// Notifications and responses are sent in order (the server
 			// answers them at once with 202): initialized before the next
 			// request, a cancellation after its request.
-			b.send(ctx, msg)
+			if b.send(ctx, msg) && ok && req.Method == "notifications/initialized" {
+				b.startListening()
+			}
 			continue
 		}
 		{
@@ -140,10 +151,10 @@ func (b *bridge) fromLocal(ctx context.Context) error {
 
 // send writes msg to the server; a call that cannot be sent is answered
 // locally with the reason.
-func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
+func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) (ok bool) {
 	err := b.remote.Write(ctx, msg)
 	if err == nil {
-		return
+		return true
 	}
 	fmt.Fprintf(b.opts.Log, "mcpguard connect: %v\n", err)
 	if req, ok := msg.(*jsonrpc.Request); ok && req.IsCall() {
@@ -152,6 +163,7 @@ func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
 		b.mu.Unlock()
 		b.reply(ctx, req.ID, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpguard connect: " + err.Error()})
 	}
+	return false
 }
 
 func (b *bridge) reply(ctx context.Context, id jsonrpc.ID, e *jsonrpc.Error) {

@@ -230,41 +230,45 @@ func (h *Handler) token() (*oauth2.Token, error) {
 	if h.fresh(rec) { // another process refreshed it
 		return rec.token(), nil
 	}
-	if err := h.refreshLocked(ctx, rec); err != nil {
+	rec, err = h.refreshLocked(ctx, rec)
+	if err != nil {
 		return nil, err
 	}
 	return rec.token(), nil
 }
 
-// refreshLocked uses rec's refresh token and stores the new tokens in rec
-// and on disk. The caller holds the store's lock. A refused refresh token is
-// reported as an invalid_grant [oauth2.RetrieveError].
-func (h *Handler) refreshLocked(ctx context.Context, rec *Record) error {
-	if rec.RefreshToken == "" {
+// refreshLocked uses rec's refresh token and returns and stores a new
+// record with the new tokens (records, once read, are not changed: other
+// goroutines may be reading them). The caller holds the store's lock. A
+// refused refresh token is reported as an invalid_grant
+// [oauth2.RetrieveError].
+func (h *Handler) refreshLocked(ctx context.Context, old *Record) (*Record, error) {
+	if old.RefreshToken == "" {
 		h.setRefusal("the access token expired and the server issued no refresh token")
-		return errNoGrant("no refresh token")
+		return nil, errNoGrant("no refresh token")
 	}
+	rec := *old
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.cfg.HTTPClient)
-	old := rec.token()
-	old.Expiry = time.Now().Add(-time.Hour) // force the refresh
-	tok, err := rec.oauthConfig().TokenSource(ctx, old).Token()
+	expired := rec.token()
+	expired.Expiry = time.Now().Add(-time.Hour) // force the refresh
+	tok, err := rec.oauthConfig().TokenSource(ctx, expired).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_client" || re.ErrorCode == "unauthorized_client") {
 			h.setRefusal("the authorization server refused the stored refresh token (" + re.ErrorCode + ")")
-			return errNoGrant("refresh token refused")
+			return nil, errNoGrant("refresh token refused")
 		}
-		return fmt.Errorf("refreshing the access token for %s: %w", h.cfg.ServerURL, err)
+		return nil, fmt.Errorf("refreshing the access token for %s: %w", h.cfg.ServerURL, err)
 	}
 	rec.AccessToken, rec.TokenType, rec.Expiry = tok.AccessToken, tok.TokenType, tok.Expiry
 	if tok.RefreshToken != "" {
 		rec.RefreshToken = tok.RefreshToken
 	}
-	if err := h.cfg.Store.Save(rec); err != nil {
-		return err
+	if err := h.cfg.Store.Save(&rec); err != nil {
+		return nil, err
 	}
-	h.remember(rec)
-	return nil
+	h.remember(&rec)
+	return &rec, nil
 }
 
 func (h *Handler) setRefusal(s string) {
@@ -309,7 +313,7 @@ func (h *Handler) Authorize(ctx context.Context, req *http.Request, resp *http.R
 	if !stepUp && rec != nil && rec.RefreshToken != "" && (rec.AccessToken == sent || !h.fresh(rec)) {
 		// The access token was refused (revoked, or the server lost its
 		// keys): a refresh may be all that is needed.
-		if err := h.refreshLocked(ctx, rec); err == nil {
+		if _, err := h.refreshLocked(ctx, rec); err == nil {
 			closeBody()
 			return nil
 		}

@@ -38,10 +38,16 @@ type LoginRequiredError struct {
 	Server string
 	// Reason is a short explanation, without secrets.
 	Reason string
+	// Scopes, for a step-up, are the scopes the login must add.
+	Scopes []string
 }
 
 func (e *LoginRequiredError) Error() string {
-	return fmt.Sprintf("%s: run `mcpguard login %s` again", e.Reason, e.Server)
+	cmd := "mcpguard login " + e.Server
+	for _, s := range e.Scopes {
+		cmd += " --scope " + s
+	}
+	return fmt.Sprintf("%s: run `%s` again", e.Reason, cmd)
 }
 
 // Is reports whether target is [ErrLoginRequired].
@@ -329,15 +335,35 @@ func (h *Handler) loginRequired(rec *Record, stepUp bool, scope string) error {
 	h.mu.Lock()
 	reason := h.refusal
 	h.mu.Unlock()
+	var add []string
 	switch {
 	case stepUp:
-		reason = fmt.Sprintf("the server needs more scope (%s) than the stored login has", printable(scope, 200))
+		reason = "the server needs more scope than the stored login has"
+		for _, sc := range strings.Fields(scope) {
+			if validScope(sc) && (rec == nil || !slices.Contains(rec.Scopes, sc)) && len(add) < 10 {
+				add = append(add, sc)
+			}
+		}
 	case rec == nil:
 		reason = "not logged in to " + h.cfg.ServerURL
 	case reason == "":
 		reason = "the server refused the stored login"
 	}
-	return &LoginRequiredError{Server: h.cfg.ServerURL, Reason: reason}
+	return &LoginRequiredError{Server: h.cfg.ServerURL, Reason: reason, Scopes: add}
+}
+
+// validScope reports whether s is a short RFC 6749 scope-token (printable
+// ASCII without space, '"' or '\\'), so that it can be quoted in a message.
+func validScope(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' || r == '`' {
+			return false
+		}
+	}
+	return true
 }
 
 // authorizeLocked runs the go-sdk's authorization code flow with a loopback

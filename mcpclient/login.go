@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // ErrNoAuthorization is returned by [Handler.Login] when the server answers
@@ -25,6 +26,9 @@ const probeBody = `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"prot
 func (h *Handler) Login(ctx context.Context, force bool) error {
 	if !h.cfg.Interactive {
 		return errors.New("Login needs an interactive handler")
+	}
+	if !force && !h.hasConfiguredScopes() {
+		force = true // --scope asks for more than the stored login has
 	}
 	if !force {
 		if tok, err := h.token(); err == nil {
@@ -111,4 +115,17 @@ func (h *Handler) probe(ctx context.Context, authorization string) (*http.Respon
 func drain(resp *http.Response) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
+}
+
+// hasConfiguredScopes reports whether the stored login (if any) was
+// granted every scope of Config.Scopes.
+func (h *Handler) hasConfiguredScopes() bool {
+	if len(h.cfg.Scopes) == 0 {
+		return true
+	}
+	rec, err := h.cfg.Store.Load(h.cfg.ServerURL)
+	if err != nil || rec == nil {
+		return true // nothing stored: the probe below decides
+	}
+	return hasScopes(rec.Scopes, strings.Join(h.cfg.Scopes, " "))
 }

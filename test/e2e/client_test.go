@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -324,4 +325,54 @@ func TestConnectRevokedLogin(t *testing.T) {
 	if n := len(c.signIns(t)); n != 1 {
 		t.Errorf("connect opened the browser")
 	}
+}
+
+// delete_users needs mcp:admin, which the first login (mcp:read mcp:tools,
+// as the 401 asks) lacks: connect without --login says which login to run;
+// that login adds the scope; connect --login steps up by itself.
+func TestConnectStepUp(t *testing.T) {
+	s := oauthServer(t, nil)
+	c := newClientSide(t)
+	c.login(t, s.url)
+	if sc := c.record(t)["scopes"]; fmt.Sprint(sc) != "[mcp:read mcp:tools]" {
+		t.Fatalf("first login's scopes = %v", sc)
+	}
+	adminCall := func(cs *mcp.ClientSession) (*mcp.CallToolResult, error) {
+		return cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_users", Arguments: map[string]any{"ids": []int{999999}}})
+	}
+
+	cs := c.mustConnect(t, s.url)
+	_, err := adminCall(cs)
+	want := "run `mcpguard login " + s.url + " --scope mcp:admin` again"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("admin call without the scope: %v\nwant %q", err, want)
+	}
+	t.Logf("the error the MCP client sees: %v", err)
+
+	out := c.login(t, s.url, "--scope", "mcp:admin")
+	if strings.Contains(out, "already signed in") {
+		t.Fatalf("login --scope kept the old login:\n%s", out)
+	}
+	if sc := fmt.Sprint(c.record(t)["scopes"]); !strings.Contains(sc, "mcp:admin") || !strings.Contains(sc, "mcp:tools") {
+		t.Errorf("scopes after login --scope = %v", sc)
+	}
+	cs2 := c.mustConnect(t, s.url)
+	if res, err := adminCall(cs2); err != nil || res.IsError {
+		t.Fatalf("admin call after login --scope: %v %v", err, text(res))
+	}
+
+	t.Run("connect --login steps up itself", func(t *testing.T) {
+		c := newClientSide(t)
+		c.login(t, s.url)
+		cs := c.mustConnect(t, s.url, "--login")
+		if res, err := adminCall(cs); err != nil || res.IsError {
+			t.Fatalf("admin call with --login: %v %v", err, text(res))
+		}
+		if n := len(c.signIns(t)); n != 2 {
+			t.Errorf("%d browser sign-ins, want 2 (login, step-up)", n)
+		}
+		if sc := fmt.Sprint(c.record(t)["scopes"]); !strings.Contains(sc, "mcp:admin") {
+			t.Errorf("stored scopes after step-up = %v", sc)
+		}
+	})
 }

@@ -153,6 +153,9 @@ func (s *Store) Load(serverURL string) (*Record, error) {
 		}
 		data = plain
 	}
+	if s.box == nil && len(data) > 0 && data[0] != '{' {
+		return nil, fmt.Errorf("the stored login %s is encrypted: set MCPGUARD_TOKEN_KEY to its key, or log in again", s.Path(serverURL))
+	}
 	var r Record
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("the stored login %s is damaged (%v); log in again", s.Path(serverURL), err)

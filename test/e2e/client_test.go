@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -375,4 +376,43 @@ func TestConnectStepUp(t *testing.T) {
 			t.Errorf("stored scopes after step-up = %v", sc)
 		}
 	})
+}
+
+// With MCPGUARD_TOKEN_KEY the token file is sealed: no token in it, and
+// connect without the key cannot use it.
+func TestSealedTokenStore(t *testing.T) {
+	s := oauthServer(t, nil)
+	c := newClientSide(t)
+	key := "MCPGUARD_TOKEN_KEY=" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	c.env = append(c.env, key)
+	c.login(t, s.url)
+	files, _ := filepath.Glob(filepath.Join(c.tokens, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("%d token files", len(files))
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if json.Valid(raw) || strings.Contains(string(raw), "token") || strings.Contains(string(raw), "eyJ") {
+		t.Errorf("the sealed token file is readable: %.80q", raw)
+	}
+	cs := c.mustConnect(t, s.url)
+	if names := toolNames(t, cs); !slices.Contains(names, "list_tables") {
+		t.Errorf("tools through a sealed login: %v", names)
+	}
+	c.env = append(c.env, "MCPGUARD_TOKEN_KEY=") // the key is gone
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, _, err = c.connect(ctx, s.url)
+	if err == nil {
+		_, err = cs.ListTools(ctx, nil)
+		cs.Close()
+		if err == nil {
+			t.Fatal("connect used the sealed login without the key")
+		}
+	}
+	if !strings.Contains(err.Error(), "is encrypted: set MCPGUARD_TOKEN_KEY") {
+		t.Errorf("without the key: %v", err)
+	}
 }

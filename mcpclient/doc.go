@@ -42,6 +42,14 @@
 //   - Step-up: on 403 insufficient_scope the scopes already granted (kept in
 //     the store) are requested again together with the challenged ones.
 //
-// A handler makes at most [MaxAuthorizations] browser authorizations in its
-// lifetime, so a server that keeps asking for more scope cannot loop it.
+// A handler runs the authorization at most [MaxAuthorizations] times for one
+// set of scopes, so a server that keeps refusing new tokens cannot loop it.
+//
+// Interactive sign-in is opt-in ([Config.Interactive]): `mcpguard connect`,
+// usually started in the background by an MCP client, fails with
+// [ErrLoginRequired] and a message naming the `mcpguard login` command to
+// run, unless started with --login. Tests and headless setups complete the
+// browser step by pointing $BROWSER at a program that follows the
+// authorization URL (test/e2e's scripted browser submits mcpguard's forms,
+// or follows the conformance suite's auto-approving server).
 package mcpclient

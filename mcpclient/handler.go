@@ -42,6 +42,7 @@ type LoginRequiredError struct {
 	Scopes []string
 }
 
+// Error says why and names the command that fixes it.
 func (e *LoginRequiredError) Error() string {
 	cmd := "mcpguard login " + e.Server
 	for _, s := range e.Scopes {

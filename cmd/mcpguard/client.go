@@ -129,6 +129,6 @@ func connectCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "extra HTTP header Name=Value for every request (repeatable)")
 	cmd.Flags().StringArrayVar(&ignore, "ignore-tool", nil, "hide tools whose names match this glob (repeatable)")
-	cmd.Flags().BoolVar(&login, "login", false, "run the browser sign-in when there is no usable login (default: fail and say to run `mcpguard login`)")
+	cmd.Flags().BoolVar(&login, "login", false, "run the browser sign-in when there is no usable login (default: fail with a message saying to run mcpguard login)")
 	return cmd
 }

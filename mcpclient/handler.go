@@ -40,6 +40,8 @@ type LoginRequiredError struct {
 	Reason string
 	// Scopes, for a step-up, are the scopes the login must add.
 	Scopes []string
+	// First is set when there has never been a login for the server.
+	First bool
 }
 
 // Error says why and names the command that fixes it.
@@ -47,6 +49,9 @@ func (e *LoginRequiredError) Error() string {
 	cmd := "mcpguard login " + e.Server
 	for _, s := range e.Scopes {
 		cmd += " --scope " + s
+	}
+	if e.First {
+		return fmt.Sprintf("%s: run `%s` first", e.Reason, cmd)
 	}
 	return fmt.Sprintf("%s: run `%s` again", e.Reason, cmd)
 }
@@ -350,7 +355,7 @@ func (h *Handler) loginRequired(rec *Record, stepUp bool, scope string) error {
 	case reason == "":
 		reason = "the server refused the stored login"
 	}
-	return &LoginRequiredError{Server: h.cfg.ServerURL, Reason: reason, Scopes: add}
+	return &LoginRequiredError{Server: h.cfg.ServerURL, Reason: reason, Scopes: add, First: rec == nil && !stepUp}
 }
 
 // validScope reports whether s is a short RFC 6749 scope-token (printable

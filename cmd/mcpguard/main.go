@@ -88,7 +88,8 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), loginCmd(), connectCmd(), &cobra.Command{
+	cmd.AddCommand(loginCmd(), connectCmd()) // remote servers: mcpclient
+	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },

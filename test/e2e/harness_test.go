@@ -26,6 +26,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" { // a helper process of client_test.go
+		os.Exit(runRole(role))
+	}
 	dir, err := os.MkdirTemp("", "mcpguard-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -49,7 +49,7 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 		f.Add(v)
 		parts := strings.Split(v, ".")
-		f.Add(parts[0] + "." + parts[1] + ".")                                                     // no signature
+		f.Add(parts[0] + "." + parts[1] + ".")                                                       // no signature
 		f.Add(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".") // alg none
 		f.Add(strings.Replace(v, ".", "..", 1))
 	}

@@ -89,7 +89,7 @@ func root() *cobra.Command {
 	cmd.AddCommand(loginCmd(), connectCmd()) // remote servers: mcpclient
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), &cobra.Command{
+	cmd.AddCommand(serveCmd(g), migrateCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
@@ -129,6 +129,17 @@ func serveCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+func migrateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the store's pending schema migrations (serve also does, at start)",
+		Args:  cobra.NoArgs,
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			return app.Migrate(c.Context(), c.OutOrStdout(), cfg.StoreLocation())
+		}),
+	}
+}
+
 func keysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Manage API keys"}
 	var o app.KeyCreateOptions
@@ -137,7 +148,7 @@ func keysCmd(g *globals) *cobra.Command {
 		Short: "Create an API key; its secret is printed once",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			o.DataDir, o.KnownRoles = cfg.DataDir, roleNames(cfg)
+			o.DataDir, o.KnownRoles = cfg.StoreLocation(), roleNames(cfg)
 			return app.KeysCreate(c.Context(), c.OutOrStdout(), o)
 		}),
 	}
@@ -153,7 +164,7 @@ func keysCmd(g *globals) *cobra.Command {
 		Short: "List API keys (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.KeysList(c.Context(), c.OutOrStdout(), cfg.DataDir, time.Now())
+			return app.KeysList(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), time.Now())
 		}),
 	}
 	revoke := &cobra.Command{
@@ -161,7 +172,7 @@ func keysCmd(g *globals) *cobra.Command {
 		Short: "Revoke an API key; running servers refuse it within auth.revocation_recheck (default 1s)",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			return app.KeysRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], time.Now())
+			return app.KeysRevoke(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), args[0], time.Now())
 		}),
 	}
 	var grace time.Duration
@@ -170,7 +181,7 @@ func keysCmd(g *globals) *cobra.Command {
 		Short: "Give an API key a new secret (printed once); the old one works for --grace, its uses audited",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			return app.KeysRotate(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], grace, time.Now())
+			return app.KeysRotate(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), args[0], grace, time.Now())
 		}),
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old secret keeps working (0 = not at all)")
@@ -200,7 +211,7 @@ func tokensCmd(g *globals) *cobra.Command {
 			if until > 0 {
 				exp = time.Now().Add(until)
 			}
-			return app.TokensRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, args[0], exp)
+			return app.TokensRevoke(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), args[0], exp)
 		}),
 	}
 	revoke.Flags().DurationVar(&until, "keep-for", 0, "how long to keep the entry (the token's remaining lifetime); default forever")
@@ -261,7 +272,7 @@ func auditCmd(g *globals) *cobra.Command {
 			if qUntil > 0 {
 				q.Until = now.Add(-qUntil)
 			}
-			return app.AuditQuery(c.Context(), c.OutOrStdout(), cfg.DataDir, q, format)
+			return app.AuditQuery(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), q, format)
 		}),
 	}
 	qf := query.Flags()

@@ -69,7 +69,7 @@ func secretsCmd(g *globals) *cobra.Command {
 		Short: "List secrets: names and master key ids, never values",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.SecretsList(c.Context(), c.OutOrStdout(), cfg.DataDir)
+			return app.SecretsList(c.Context(), c.OutOrStdout(), cfg.StoreLocation())
 		}),
 	}
 	rotate := &cobra.Command{

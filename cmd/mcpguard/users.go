@@ -62,7 +62,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Create a user (the password is read without echo, or from stdin with --password-stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			known, dataDir := roleNames(cfg), cfg.DataDir
+			known, dataDir := roleNames(cfg), cfg.StoreLocation()
 			pw, err := readPassword(c, pwStdin)
 			if err != nil {
 				return err
@@ -79,7 +79,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Set a user's password; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			pw, err := readPassword(c, pwStdin)
 			if err != nil {
 				return err
@@ -95,7 +95,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Replace a user's roles; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			known, dataDir := roleNames(cfg), cfg.DataDir
+			known, dataDir := roleNames(cfg), cfg.StoreLocation()
 			return app.UsersSetRoles(c.Context(), c.OutOrStdout(), app.UserOptions{DataDir: dataDir, Name: args[0], Roles: setRoles, KnownRoles: known})
 		}),
 	}
@@ -107,7 +107,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "List users (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			return app.UsersList(c.Context(), c.OutOrStdout(), dataDir, time.Now())
 		}),
 	}
@@ -116,7 +116,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Delete a user; their refresh tokens are revoked",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			return app.UsersRemove(c.Context(), c.OutOrStdout(), dataDir, args[0])
 		}),
 	}
@@ -136,7 +136,7 @@ func usersCmd(g *globals) *cobra.Command {
 		Short: "Remove a user's MFA enrolment",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			return app.UsersMFADisable(c.Context(), c.OutOrStdout(), dataDir, args[0])
 		}),
 	}
@@ -153,7 +153,7 @@ func clientsCmd(g *globals) *cobra.Command {
 		Short: "Pre-register a client; a confidential client's secret is printed once",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			known, dataDir := roleNames(cfg), cfg.DataDir
+			known, dataDir := roleNames(cfg), cfg.StoreLocation()
 			o.DataDir, o.KnownRoles = dataDir, known
 			return app.ClientsAdd(c.Context(), c.OutOrStdout(), o)
 		}),
@@ -169,7 +169,7 @@ func clientsCmd(g *globals) *cobra.Command {
 		Short: "List registered clients",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			return app.ClientsList(c.Context(), c.OutOrStdout(), dataDir)
 		}),
 	}
@@ -178,7 +178,7 @@ func clientsCmd(g *globals) *cobra.Command {
 		Short: "Delete a registered client",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, args []string) error {
-			dataDir := cfg.DataDir
+			dataDir := cfg.StoreLocation()
 			return app.ClientsRemove(c.Context(), c.OutOrStdout(), dataDir, args[0])
 		}),
 	}

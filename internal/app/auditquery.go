@@ -37,7 +37,9 @@ func AuditQuery(ctx context.Context, out io.Writer, dataDir string, q store.Audi
 		return err
 	}
 	path := filepath.Join(dataDir, StoreFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if isPostgres(dataDir) {
+		// A database, not a directory: nothing to check beforehand.
+	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no mcpguard store at %s: pass --data-dir, or start `mcpguard serve` first", path)
 	} else if err != nil {
 		return fmt.Errorf("audit query: %w", err)

@@ -16,15 +16,24 @@ import (
 	"github.com/mcpguard/mcpguard/internal/safetext"
 	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/postgres"
 	"github.com/mcpguard/mcpguard/store/sqlite"
 )
 
 // StoreFile is the store's file name inside the data directory.
 const StoreFile = "mcpguard.db"
 
-// OpenStore opens the store in dataDir.
-func OpenStore(ctx context.Context, dataDir string) (store.Store, error) {
-	return sqlite.Open(ctx, filepath.Join(dataDir, StoreFile))
+// OpenStore opens the store at loc (config.Config.StoreLocation): a
+// postgres:// URL, or the data directory holding the SQLite file.
+func OpenStore(ctx context.Context, loc string) (store.Store, error) {
+	if isPostgres(loc) {
+		return postgres.Open(ctx, loc)
+	}
+	return sqlite.Open(ctx, filepath.Join(loc, StoreFile))
+}
+
+func isPostgres(loc string) bool {
+	return strings.HasPrefix(loc, "postgres://") || strings.HasPrefix(loc, "postgresql://")
 }
 
 // KeyCreateOptions are the inputs of `mcpguard keys create`.

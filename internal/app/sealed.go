@@ -36,7 +36,7 @@ func totpField(user string) string {
 // secrets when a master key is configured. Without one (the default
 // env:MCPGUARD_MASTER_KEY unset) they are kept in clear, as the demo does.
 func openStoreFor(ctx context.Context, cfg *config.Config, env func(string) (string, bool)) (store.Store, error) {
-	st, err := OpenStore(ctx, cfg.DataDir)
+	st, err := OpenStore(ctx, cfg.StoreLocation())
 	if err != nil {
 		return nil, err
 	}

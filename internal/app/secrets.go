@@ -83,7 +83,7 @@ func SecretsSet(ctx context.Context, out io.Writer, cfg *config.Config, env func
 	if err != nil {
 		return err
 	}
-	st, err := OpenStore(ctx, cfg.DataDir)
+	st, err := OpenStore(ctx, cfg.StoreLocation())
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func SecretsSet(ctx context.Context, out io.Writer, cfg *config.Config, env func
 
 // SecretsGet writes a secret's value to out.
 func SecretsGet(ctx context.Context, out io.Writer, cfg *config.Config, env func(string) (string, bool), name string) error {
-	st, err := OpenStore(ctx, cfg.DataDir)
+	st, err := OpenStore(ctx, cfg.StoreLocation())
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func SecretsRotateMaster(ctx context.Context, out io.Writer, cfg *config.Config,
 	}
 	// The new keyring opens what the configured keys wrapped.
 	ring := secrets.NewKeyring(next, old.Keys()...)
-	st, err := OpenStore(ctx, cfg.DataDir)
+	st, err := OpenStore(ctx, cfg.StoreLocation())
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,14 @@ type Config struct {
 	// DataDir is the directory that holds mcpguard's own store
 	// (mcpguard.db). Default "./mcpguard-data".
 	DataDir string `yaml:"data_dir"`
+	// Store is where mcpguard keeps its state: empty for the SQLite file in
+	// data_dir (the default), or a postgres:// URL to share one PostgreSQL
+	// database between replicas. Keep the password out of the file: use
+	// PGPASSWORD, a passfile, or MCPGUARD_STORE.
+	Store string `yaml:"store"`
+	// Redis, when its URL is set, makes rate limits and lockout global
+	// across replicas and fans revocations out to them.
+	Redis RedisConfig `yaml:"redis"`
 	// Database is the path of the SQLite database the built-in tools work
 	// on. Empty turns the built-in tools off (--demo sets it).
 	Database string `yaml:"database"`
@@ -94,6 +102,25 @@ type Config struct {
 	Secrets SecretsConfig `yaml:"secrets"`
 	// Policies configures the Cedar policies evaluated with the roles.
 	Policies PoliciesConfig `yaml:"policies"`
+}
+
+// RedisConfig configures the Redis (or Valkey) server that replicas share.
+type RedisConfig struct {
+	// URL is redis://[user[:password]@]host:port/db, rediss://… for TLS,
+	// or unix:///path; empty turns Redis off.
+	URL string `yaml:"url"`
+	// OnFailure is what rate limiting does while Redis is unreachable:
+	// "closed" (default) refuses requests with 503; "local" falls back to
+	// each replica's own in-memory limits.
+	OnFailure string `yaml:"on_failure"`
+}
+
+// StoreLocation is what app.OpenStore opens: Store when set, else DataDir.
+func (c *Config) StoreLocation() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return c.DataDir
 }
 
 // PoliciesConfig configures the Cedar policy engine (package policy). The

@@ -44,6 +44,17 @@ func validate(c *Config) []problem {
 	if c.DataDir == "" {
 		v.add(path{}.field("data_dir"), "must not be empty")
 	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		v.add(path{}.field("store"), "must be empty (SQLite in data_dir) or a postgres:// URL")
+	}
+	rp := path{}.field("redis")
+	if u := c.Redis.URL; u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
+		rp := rp.field("url")
+		v.add(rp, "must be a redis://, rediss:// or unix:// URL")
+	}
+	if f := c.Redis.OnFailure; f != "" && f != "closed" && f != "local" {
+		v.add(rp.field("on_failure"), "must be closed or local")
+	}
 	v.auth(path{}.field("auth"), &c.Auth)
 	v.roles(path{}.field("roles"), c.Roles)
 	v.users(path{}.field("users"), c.Users, c.Roles)

@@ -1,0 +1,513 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mcpguard/mcpguard/store"
+)
+
+var _ store.OAuthStore = (*Store)(nil)
+
+const userColumns = `name, password_hash, roles, mfa_secret, backup_codes, mfa_last_step, failed_logins, locked_until, created_at, updated_at`
+
+func encodeHashes(h [][]byte) string {
+	if h == nil {
+		h = [][]byte{}
+	}
+	b, _ := json.Marshal(h) // [][]byte always marshals (as base64 strings)
+	return string(b)
+}
+
+func scanUser(row pgx.Row) (*store.User, error) {
+	var (
+		u                         store.User
+		roles, backup             string
+		locked, created, modified int64
+	)
+	if err := row.Scan(&u.Name, &u.PasswordHash, &roles, &u.MFASecret, &backup, &u.MFALastStep, &u.FailedLogins, &locked, &created, &modified); err != nil {
+		return nil, err
+	}
+	var err error
+	if u.Roles, err = decodeList(roles, "roles"); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(backup), &u.BackupCodes); err != nil {
+		return nil, fmt.Errorf("corrupt backup codes: %w", err)
+	}
+	if len(u.MFASecret) == 0 {
+		u.MFASecret = nil
+	}
+	if len(u.BackupCodes) == 0 {
+		u.BackupCodes = nil
+	}
+	u.LockedUntil, u.CreatedAt, u.UpdatedAt = fromUnixNano(locked), fromUnixNano(created), fromUnixNano(modified)
+	return &u, nil
+}
+
+// CreateUser implements store.OAuthStore.
+func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
+	now := time.Now().UnixNano()
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		u.Name, u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, u.FailedLogins, unixNano(u.LockedUntil), now, now)
+	if isUnique(err) {
+		return fmt.Errorf("store: user %s: %w", u.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create user: %w", err)
+	}
+	return nil
+}
+
+// GetUser implements store.OAuthStore.
+func (s *Store) GetUser(ctx context.Context, name string) (*store.User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM oauth_users WHERE name = $1`, name))
+	if err != nil {
+		return nil, notFound(err, "get user")
+	}
+	return u, nil
+}
+
+// ListUsers implements store.OAuthStore.
+func (s *Store) ListUsers(ctx context.Context) ([]*store.User, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM oauth_users ORDER BY name`)
+	return collect(rows, err, "list users", scanUser)
+}
+
+// UpdateUser implements store.OAuthStore.
+func (s *Store) UpdateUser(ctx context.Context, u *store.User) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_users SET password_hash = $1, roles = $2, mfa_secret = $3, backup_codes = $4, mfa_last_step = $5, updated_at = $6 WHERE name = $7`,
+		u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, time.Now().UnixNano(), u.Name)
+	return affected(tag, err, "update user "+u.Name)
+}
+
+// DeleteUser implements store.OAuthStore. The user's consents go with it.
+func (s *Store) DeleteUser(ctx context.Context, name string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM oauth_users WHERE name = $1`, name)
+		if err := affected(tag, err, "delete user "+name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM oauth_consents WHERE user_name = $1`, name); err != nil {
+			return fmt.Errorf("store: delete consents: %w", err)
+		}
+		return nil
+	})
+}
+
+// RecordLoginFailure implements store.OAuthStore.
+func (s *Store) RecordLoginFailure(ctx context.Context, name string, now time.Time, max int, lockFor time.Duration) (time.Time, error) {
+	var locked int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var failed int
+		if err := tx.QueryRow(ctx, `SELECT failed_logins, locked_until FROM oauth_users WHERE name = $1 FOR UPDATE`, name).Scan(&failed, &locked); err != nil {
+			return notFound(err, "record login failure")
+		}
+		failed++
+		if max > 0 && failed >= max {
+			failed, locked = 0, now.Add(lockFor).UnixNano()
+		}
+		_, err := tx.Exec(ctx, `UPDATE oauth_users SET failed_logins = $1, locked_until = $2 WHERE name = $3`, failed, locked, name)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fromUnixNano(locked), nil
+}
+
+// ResetLoginFailures implements store.OAuthStore.
+func (s *Store) ResetLoginFailures(ctx context.Context, name string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_users SET failed_logins = 0 WHERE name = $1`, name)
+	return affected(tag, err, "reset login failures")
+}
+
+// AdvanceMFAStep implements store.OAuthStore.
+func (s *Store) AdvanceMFAStep(ctx context.Context, name string, step int64) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_users SET mfa_last_step = $1 WHERE name = $2 AND mfa_last_step < $1`, step, name)
+	if err != nil {
+		return false, fmt.Errorf("store: advance mfa step: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// UseBackupCode implements store.OAuthStore.
+func (s *Store) UseBackupCode(ctx context.Context, name string, hash []byte) (bool, error) {
+	used := false
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var raw string
+		if err := tx.QueryRow(ctx, `SELECT backup_codes FROM oauth_users WHERE name = $1 FOR UPDATE`, name).Scan(&raw); err != nil {
+			return notFound(err, "use backup code")
+		}
+		var codes [][]byte
+		if err := json.Unmarshal([]byte(raw), &codes); err != nil {
+			return fmt.Errorf("store: corrupt backup codes: %w", err)
+		}
+		i := slices.IndexFunc(codes, func(c []byte) bool { return subtle.ConstantTimeCompare(c, hash) == 1 })
+		if i < 0 {
+			return nil
+		}
+		codes = slices.Delete(codes, i, i+1)
+		used = true
+		_, err := tx.Exec(ctx, `UPDATE oauth_users SET backup_codes = $1 WHERE name = $2`, encodeHashes(codes), name)
+		return err
+	})
+	return used, err
+}
+
+const clientColumns = `id, secret_hash, name, redirect_uris, grant_types, auth_method, scopes, roles, dynamic, created_at`
+
+func scanClient(row pgx.Row) (*store.OAuthClient, error) {
+	var (
+		c                                store.OAuthClient
+		redirects, grants, scopes, roles string
+		created                          int64
+	)
+	if err := row.Scan(&c.ID, &c.SecretHash, &c.Name, &redirects, &grants, &c.TokenEndpointAuthMethod, &scopes, &roles, &c.Dynamic, &created); err != nil {
+		return nil, err
+	}
+	var err error
+	for _, f := range []struct {
+		raw string
+		dst *[]string
+	}{{redirects, &c.RedirectURIs}, {grants, &c.GrantTypes}, {scopes, &c.Scopes}, {roles, &c.Roles}} {
+		if *f.dst, err = decodeList(f.raw, "client lists"); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.SecretHash) == 0 {
+		c.SecretHash = nil
+	}
+	c.CreatedAt = fromUnixNano(created)
+	return &c, nil
+}
+
+// CreateClient implements store.OAuthStore.
+func (s *Store) CreateClient(ctx context.Context, c *store.OAuthClient) error {
+	created := c.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.SecretHash, c.Name, encodeList(c.RedirectURIs), encodeList(c.GrantTypes), c.TokenEndpointAuthMethod,
+		encodeList(c.Scopes), encodeList(c.Roles), c.Dynamic, unixNano(created))
+	if isUnique(err) {
+		return fmt.Errorf("store: client %s: %w", c.ID, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create client: %w", err)
+	}
+	return nil
+}
+
+// GetClient implements store.OAuthStore.
+func (s *Store) GetClient(ctx context.Context, id string) (*store.OAuthClient, error) {
+	c, err := scanClient(s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM oauth_clients WHERE id = $1`, id))
+	if err != nil {
+		return nil, notFound(err, "get client")
+	}
+	return c, nil
+}
+
+// ListClients implements store.OAuthStore.
+func (s *Store) ListClients(ctx context.Context) ([]*store.OAuthClient, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+clientColumns+` FROM oauth_clients ORDER BY created_at DESC, id`)
+	return collect(rows, err, "list clients", scanClient)
+}
+
+// DeleteClient implements store.OAuthStore.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM oauth_clients WHERE id = $1`, id)
+	return affected(tag, err, "delete client "+id)
+}
+
+// CountDynamicClients implements store.OAuthStore.
+func (s *Store) CountDynamicClients(ctx context.Context) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM oauth_clients WHERE dynamic`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count clients: %w", err)
+	}
+	return n, nil
+}
+
+const codeColumns = `hash, family_id, client_id, redirect_uri, subject, scopes, resource, code_challenge, auth_time, mfa_time, created_at, expires_at, used_at`
+
+func scanCode(row pgx.Row) (*store.AuthCode, error) {
+	var (
+		c                                       store.AuthCode
+		scopes                                  string
+		authTime, mfaTime, created, exp, usedAt int64
+	)
+	if err := row.Scan(&c.Hash, &c.FamilyID, &c.ClientID, &c.RedirectURI, &c.Subject, &scopes, &c.Resource, &c.CodeChallenge,
+		&authTime, &mfaTime, &created, &exp, &usedAt); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Scopes, err = decodeList(scopes, "scopes"); err != nil {
+		return nil, err
+	}
+	c.AuthTime, c.MFATime, c.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
+	c.ExpiresAt, c.UsedAt = fromUnixNano(exp), fromUnixNano(usedAt)
+	return &c, nil
+}
+
+// CreateAuthCode implements store.OAuthStore.
+func (s *Store) CreateAuthCode(ctx context.Context, c *store.AuthCode) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_codes (`+codeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		c.Hash, c.FamilyID, c.ClientID, c.RedirectURI, c.Subject, encodeList(c.Scopes), c.Resource, c.CodeChallenge,
+		unixNano(c.AuthTime), unixNano(c.MFATime), unixNano(c.CreatedAt), unixNano(c.ExpiresAt), unixNano(c.UsedAt))
+	if isUnique(err) {
+		return fmt.Errorf("store: authorization code: %w", store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create authorization code: %w", err)
+	}
+	return nil
+}
+
+// ConsumeAuthCode implements store.OAuthStore. The row lock (FOR UPDATE)
+// serializes replicas redeeming the same code; the used_at = 0 guard keeps
+// the update single-use regardless.
+func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*store.AuthCode, error) {
+	var code *store.AuthCode
+	var used bool
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		c, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM oauth_codes WHERE hash = $1 FOR UPDATE`, hash))
+		if err != nil {
+			return notFound(err, "consume authorization code")
+		}
+		code = c
+		if !c.UsedAt.IsZero() {
+			used = true
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `UPDATE oauth_codes SET used_at = $1 WHERE hash = $2 AND used_at = 0`, unixNano(now), hash)
+		if err != nil {
+			return fmt.Errorf("store: consume authorization code: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return errors.New("store: consume authorization code: the code was redeemed concurrently")
+		}
+		c.UsedAt = now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if used {
+		return code, fmt.Errorf("store: authorization code: %w", store.ErrAlreadyUsed)
+	}
+	return code, nil
+}
+
+const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at`
+
+func scanRefresh(row pgx.Row) (*store.RefreshToken, error) {
+	var (
+		t                                                store.RefreshToken
+		scopes                                           string
+		authTime, mfaTime, created, exp, used, revokedAt int64
+	)
+	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt); err != nil {
+		return nil, err
+	}
+	var err error
+	if t.Scopes, err = decodeList(scopes, "scopes"); err != nil {
+		return nil, err
+	}
+	t.AuthTime, t.MFATime, t.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
+	t.ExpiresAt, t.UsedAt, t.RevokedAt = fromUnixNano(exp), fromUnixNano(used), fromUnixNano(revokedAt)
+	return &t, nil
+}
+
+func insertRefresh(ctx context.Context, q querier, t *store.RefreshToken) error {
+	_, err := q.Exec(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		t.Hash, t.FamilyID, t.ClientID, t.Subject, encodeList(t.Scopes), t.Resource, unixNano(t.AuthTime), unixNano(t.MFATime),
+		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt))
+	if isUnique(err) {
+		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create refresh token: %w", err)
+	}
+	return nil
+}
+
+// CreateRefreshToken implements store.OAuthStore.
+func (s *Store) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) error {
+	return insertRefresh(ctx, s.pool, t)
+}
+
+// GetRefreshToken implements store.OAuthStore.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.RefreshToken, error) {
+	t, err := scanRefresh(s.pool.QueryRow(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1`, hash))
+	if err != nil {
+		return nil, notFound(err, "get refresh token")
+	}
+	return t, nil
+}
+
+// RotateRefreshToken implements store.OAuthStore.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *store.RefreshToken, now time.Time) (*store.RefreshToken, error) {
+	var old *store.RefreshToken
+	var outcome error
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		t, err := scanRefresh(tx.QueryRow(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1 FOR UPDATE`, oldHash))
+		if err != nil {
+			return notFound(err, "rotate refresh token")
+		}
+		old = t
+		switch {
+		case !t.RevokedAt.IsZero():
+			outcome = store.ErrRevoked
+			return nil
+		case !t.UsedAt.IsZero():
+			// Reuse: someone holds a copy. End the whole family.
+			outcome = store.ErrAlreadyUsed
+			_, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(now), t.FamilyID)
+			return err
+		}
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
+		}
+		tag, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at = 0 AND revoked_at = 0`, unixNano(now), oldHash)
+		if err != nil {
+			return fmt.Errorf("store: rotate refresh token: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return errors.New("store: rotate refresh token: the token was rotated concurrently")
+		}
+		t.UsedAt = now
+		return insertRefresh(ctx, tx, next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if outcome != nil {
+		return old, fmt.Errorf("store: refresh token: %w", outcome)
+	}
+	return old, nil
+}
+
+// RevokeRefreshFamily implements store.OAuthStore.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(at), familyID); err != nil {
+		return fmt.Errorf("store: revoke refresh family: %w", err)
+	}
+	return nil
+}
+
+// RevokeUserRefreshTokens implements store.OAuthStore.
+func (s *Store) RevokeUserRefreshTokens(ctx context.Context, subject string, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at = 0`, unixNano(at), subject); err != nil {
+		return fmt.Errorf("store: revoke user refresh tokens: %w", err)
+	}
+	return nil
+}
+
+// GrantConsent implements store.OAuthStore. The row is created first and
+// then locked, so that two replicas granting at once merge their scopes.
+func (s *Store) GrantConsent(ctx context.Context, user, clientID string, scopes []string, at time.Time) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO oauth_consents (user_name, client_id, scopes, updated_at) VALUES ($1, $2, '[]', $3)
+			ON CONFLICT (user_name, client_id) DO NOTHING`, user, clientID, unixNano(at)); err != nil {
+			return fmt.Errorf("store: grant consent: %w", err)
+		}
+		var raw string
+		if err := tx.QueryRow(ctx, `SELECT scopes FROM oauth_consents WHERE user_name = $1 AND client_id = $2 FOR UPDATE`, user, clientID).Scan(&raw); err != nil {
+			return fmt.Errorf("store: grant consent: %w", err)
+		}
+		have, err := decodeList(raw, "consent scopes")
+		if err != nil {
+			return err
+		}
+		merged := slices.Compact(slices.Sorted(slices.Values(append(have, scopes...))))
+		if _, err := tx.Exec(ctx, `UPDATE oauth_consents SET scopes = $1, updated_at = $2 WHERE user_name = $3 AND client_id = $4`,
+			encodeList(merged), unixNano(at), user, clientID); err != nil {
+			return fmt.Errorf("store: grant consent: %w", err)
+		}
+		return nil
+	})
+}
+
+// ConsentedScopes implements store.OAuthStore.
+func (s *Store) ConsentedScopes(ctx context.Context, user, clientID string) ([]string, error) {
+	var raw string
+	err := s.pool.QueryRow(ctx, `SELECT scopes FROM oauth_consents WHERE user_name = $1 AND client_id = $2`, user, clientID).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: consented scopes: %w", err)
+	}
+	return decodeList(raw, "consent scopes")
+}
+
+// CreateSigningKey implements store.OAuthStore.
+func (s *Store) CreateSigningKey(ctx context.Context, k *store.SigningKey) error {
+	created := k.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_signing_keys (id, algorithm, private_key, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)`,
+		k.ID, k.Algorithm, k.PrivateKeyPEM, unixNano(created), unixNano(k.RetiredAt))
+	if isUnique(err) {
+		return fmt.Errorf("store: signing key %s: %w", k.ID, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("store: create signing key: %w", err)
+	}
+	return nil
+}
+
+func scanSigningKey(row pgx.Row) (*store.SigningKey, error) {
+	var k store.SigningKey
+	var created, retired int64
+	if err := row.Scan(&k.ID, &k.Algorithm, &k.PrivateKeyPEM, &created, &retired); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.RetiredAt = fromUnixNano(created), fromUnixNano(retired)
+	return &k, nil
+}
+
+// ListSigningKeys implements store.OAuthStore.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]*store.SigningKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, private_key, created_at, retired_at FROM oauth_signing_keys ORDER BY created_at DESC, id`)
+	return collect(rows, err, "list signing keys", scanSigningKey)
+}
+
+// SetSigningKeyMaterial implements store.OAuthStore.
+func (s *Store) SetSigningKeyMaterial(ctx context.Context, id string, privateKeyPEM []byte) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_signing_keys SET private_key = $1 WHERE id = $2`, privateKeyPEM, id)
+	return affected(tag, err, "set signing key "+id)
+}
+
+// RetireSigningKey implements store.OAuthStore.
+func (s *Store) RetireSigningKey(ctx context.Context, id string, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN $1 ELSE retired_at END WHERE id = $2`, unixNano(at), id)
+	return affected(tag, err, "retire signing key "+id)
+}
+
+// PurgeExpiredOAuth implements store.OAuthStore.
+func (s *Store) PurgeExpiredOAuth(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		for _, table := range []string{"oauth_codes", "oauth_refresh_tokens"} {
+			tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at < $1`, unixNano(now))
+			if err != nil {
+				return fmt.Errorf("store: purge %s: %w", table, err)
+			}
+			total += int(tag.RowsAffected())
+		}
+		return nil
+	})
+	return total, err
+}

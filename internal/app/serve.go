@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -61,6 +62,8 @@ type ServeOptions struct {
 	// Ready, if set, is called with the MCP endpoint URL once the HTTP
 	// server is listening.
 	Ready func(url string)
+
+	readiness http.Handler // GET /readyz, set by Serve
 }
 
 // Serve runs mcpguard until ctx is done.
@@ -108,6 +111,15 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	rdb, err := shareState(cfg, g, logger)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+		ok("Rate limits and lockout shared through Redis (on failure: %s)", cmp.Or(cfg.Redis.OnFailure, "closed"))
+	}
+	o.readiness = readiness(st, rdb)
 	if set, ok := g.Authorizer.(*policy.Set); ok {
 		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger)
 	}
@@ -283,6 +295,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.Handle("GET /readyz", o.readiness)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		guard.SecurityHeaders(w.Header())
 		http.Error(w, fmt.Sprintf("not found: the MCP endpoint is %s", cfg.Server.Path), http.StatusNotFound)
@@ -358,17 +371,7 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 		},
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
-		lc := ratelimit.Config{
-			Identity: ratelimit.Rule{Requests: rl.RequestsPerMinute, Per: time.Minute, Burst: rl.Burst},
-			Tools:    map[string]ratelimit.Rule{},
-		}
-		if rl.PerKeyRequestsPerMinute > 0 {
-			lc.Key = ratelimit.Rule{Requests: rl.PerKeyRequestsPerMinute, Per: time.Minute}
-		}
-		for name, t := range rl.Tools {
-			lc.Tools[name] = ratelimit.Rule{Requests: t.RequestsPerMinute, Per: time.Minute, Burst: t.Burst}
-		}
-		lim, err := ratelimit.New(lc)
+		lim, err := ratelimit.New(limiterConfig(cfg))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("rate_limit: %w", err)
 		}

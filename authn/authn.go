@@ -37,6 +37,20 @@ type Router struct {
 	Opaque guard.Authenticator
 }
 
+// Invalidate makes every authenticator of r that caches credentials
+// (apikey, jwt) forget them, after a revocation made by another process.
+func (r Router) Invalidate() {
+	all := []guard.Authenticator{r.APIKeys, r.JWT, r.Opaque}
+	for _, a := range r.Issuers {
+		all = append(all, a)
+	}
+	for _, a := range all {
+		if inv, ok := a.(interface{ Invalidate() }); ok {
+			inv.Invalidate()
+		}
+	}
+}
+
 // maxPeek bounds the JWT payload decoded to read its issuer.
 const maxPeek = 16 << 10
 

@@ -410,3 +410,10 @@ func (a *Authenticator) Run(ctx context.Context, interval time.Duration, logger 
 		}
 	}
 }
+
+// Invalidate forgets every remembered key, so that each is read from the
+// store again on its next use: called when another process revoked or
+// rotated a key, it makes the revocation effective at once rather than
+// within RevocationRecheck. (A verification already under way may still
+// cache what it read; RevocationRecheck bounds that.)
+func (a *Authenticator) Invalidate() { a.cache.Clear() }

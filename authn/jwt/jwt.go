@@ -747,3 +747,9 @@ func (a *Authenticator) SetKeys(keys []Key) error {
 	a.static.Store(sk)
 	return nil
 }
+
+// Invalidate forgets every remembered token, so that each is checked
+// against the revocation list again on its next use: called when another
+// process revoked a token, it makes the revocation effective at once rather
+// than within RevocationRecheck.
+func (a *Authenticator) Invalidate() { a.cache.Clear() }

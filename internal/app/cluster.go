@@ -97,3 +97,25 @@ func readiness(st store.Store, rdb *redis.Client) http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 }
+
+// watchRevocations makes g's authenticators drop their cached credentials
+// whenever a revocation is committed to a store that announces them
+// (PostgreSQL LISTEN/NOTIFY), so that a key or token revoked through any
+// replica or the CLI is refused by every replica at once instead of within
+// auth.revocation_recheck. Call it once g.Authenticator is final.
+func watchRevocations(ctx context.Context, st store.Store, g *guard.Guard) {
+	if sealed, ok := st.(*sealingStore); ok {
+		st = sealed.Store
+	}
+	w, ok := st.(interface {
+		WatchRevocations(context.Context, func())
+	})
+	if !ok {
+		return
+	}
+	inv, ok := g.Authenticator.(interface{ Invalidate() })
+	if !ok {
+		return
+	}
+	go w.WatchRevocations(ctx, inv.Invalidate)
+}

@@ -261,6 +261,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 	if err != nil {
 		return err
 	}
+	watchRevocations(ctx, st, g)
 	if rs.as != nil {
 		go purgeOAuth(ctx, st, logger)
 		go rs.reloadKeys(ctx, logger)

@@ -399,18 +399,22 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 
 // RevokeRefreshFamily implements store.OAuthStore.
 func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(at), familyID); err != nil {
-		return fmt.Errorf("store: revoke refresh family: %w", err)
-	}
-	return nil
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(at), familyID); err != nil {
+			return fmt.Errorf("store: revoke refresh family: %w", err)
+		}
+		return notifyRevoked(ctx, tx, "refresh")
+	})
 }
 
 // RevokeUserRefreshTokens implements store.OAuthStore.
 func (s *Store) RevokeUserRefreshTokens(ctx context.Context, subject string, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at = 0`, unixNano(at), subject); err != nil {
-		return fmt.Errorf("store: revoke user refresh tokens: %w", err)
-	}
-	return nil
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at = 0`, unixNano(at), subject); err != nil {
+			return fmt.Errorf("store: revoke user refresh tokens: %w", err)
+		}
+		return notifyRevoked(ctx, tx, "refresh")
+	})
 }
 
 // GrantConsent implements store.OAuthStore. The row is created first and

@@ -391,8 +391,13 @@ func (s *Store) ListAPIKeys(ctx context.Context) ([]*store.APIKey, error) {
 
 // RevokeAPIKey implements store.Store.
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END WHERE id = $2`, unixNano(at), id)
-	return affected(tag, err, "revoke api key "+id)
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END WHERE id = $2`, unixNano(at), id)
+		if err := affected(tag, err, "revoke api key "+id); err != nil {
+			return err
+		}
+		return notifyRevoked(ctx, tx, "key")
+	})
 }
 
 // RotateAPIKey implements store.Store.
@@ -410,7 +415,7 @@ func (s *Store) RotateAPIKey(ctx context.Context, id string, newHash []byte, gra
 		if err != nil {
 			return fmt.Errorf("store: rotate api key: %w", err)
 		}
-		return nil
+		return notifyRevoked(ctx, tx, "key")
 	})
 }
 
@@ -442,7 +447,7 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time
 		if _, err := tx.Exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at <> 0 AND expires_at < $1`, time.Now().Add(-24*time.Hour).UnixNano()); err != nil {
 			return fmt.Errorf("store: purge revoked tokens: %w", err)
 		}
-		return nil
+		return notifyRevoked(ctx, tx, "token")
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcpguard/mcpguard/internal/servicetest"
 	"github.com/mcpguard/mcpguard/store"
@@ -95,4 +96,62 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// A revocation committed through one store (another replica, the CLI) is
+// announced to every store watching the same database.
+func TestWatchRevocations(t *testing.T) {
+	url := servicetest.PostgresSchema(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	heard := make(chan struct{}, 16)
+	go b.WatchRevocations(ctx, func() { heard <- struct{}{} })
+	select { // the first call: listening started
+	case <-heard:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WatchRevocations did not start")
+	}
+	if err := a.CreateAPIKey(ctx, &store.APIKey{ID: "00000000000000ff", Name: "k", Hash: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-heard:
+		t.Fatal("a key creation was announced as a revocation")
+	case <-time.After(200 * time.Millisecond):
+	}
+	for name, revoke := range map[string]func() error{
+		"key":     func() error { return a.RevokeAPIKey(ctx, "00000000000000ff", time.Now()) },
+		"token":   func() error { return a.RevokeToken(ctx, "jti-1", time.Now().Add(time.Hour)) },
+		"refresh": func() error { return a.RevokeRefreshFamily(ctx, "fam", time.Now()) },
+	} {
+		start := time.Now()
+		if err := revoke(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-heard:
+			t.Logf("%s revocation heard after %v", name, time.Since(start))
+		case <-time.After(time.Second):
+			t.Fatalf("%s revocation not announced within 1s", name)
+		}
+	}
+	// A failed revocation (unknown key) announces nothing.
+	if err := a.RevokeAPIKey(ctx, "0000000000000000", time.Now()); err == nil {
+		t.Fatal("revoking an unknown key succeeded")
+	}
+	select {
+	case <-heard:
+		t.Fatal("a rolled-back revocation was announced")
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -166,7 +166,11 @@ func callTool(ctx context.Context, cs *mcp.ClientSession, name string) error {
 // audits them) until it is back, without restarting mcpguard.
 func TestReplicas(t *testing.T) {
 	const limit = 4
-	rs := startReplicas(t, fmt.Sprintf(`rate_limit:
+	// Revocations must reach the other replica through the store's
+	// announcements (LISTEN/NOTIFY), not the cache's periodic recheck.
+	rs := startReplicas(t, fmt.Sprintf(`auth:
+  revocation_recheck: 1m
+rate_limit:
   enabled: true
   requests_per_minute: 1000
   tools:

@@ -191,6 +191,23 @@ func (c *Cache[V]) Remove(k Key) {
 	}
 }
 
+// Clear deletes every entry, so that each credential is verified anew on
+// its next use (after a revocation elsewhere, say).
+func (c *Cache[V]) Clear() {
+	if c == nil {
+		return
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, n := range s.m {
+			s.list.Remove(n)
+			delete(s.m, k)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // Len returns the number of entries stored.
 func (c *Cache[V]) Len() int {
 	if c == nil {

@@ -204,3 +204,32 @@ func BenchmarkSum(b *testing.B) {
 		c.Sum(s)
 	}
 }
+
+func TestClear(t *testing.T) {
+	t.Parallel()
+	c := New[int](100)
+	for i := range 50 {
+		c.Add(key(i), i)
+	}
+	c.Clear()
+	if n := c.Len(); n != 0 {
+		t.Fatalf("Len after Clear = %d", n)
+	}
+	for i := range 50 {
+		if _, ok := c.Get(key(i)); ok {
+			t.Fatalf("entry %d survived Clear", i)
+		}
+	}
+	// The cache keeps working, with its full capacity: it holds what a
+	// new cache fed the same keys holds.
+	fresh := New[int](100)
+	for i := range 100 {
+		c.Add(key(i), i)
+		fresh.Add(key(i), i)
+	}
+	if n, want := c.Len(), fresh.Len(); n != want {
+		t.Fatalf("Len after refilling = %d, want %d", n, want)
+	}
+	var nilCache *Cache[int]
+	nilCache.Clear() // a disabled cache: nothing to do, no panic
+}

@@ -211,9 +211,10 @@ func TestMCPGuardConfigIsValid(t *testing.T) {
 		if v.Kind == kindUnsecured {
 			continue
 		}
-		cfg, err := config.Parse(v.Key+".yaml", []byte(mcpguardConfig(v, dir, pub)), nil)
+		lo := launchOptions{Postgres: "postgres://localhost/x", Redis: "redis://localhost:6379/0"}
+		cfg, err := config.Parse(v.Key+".yaml", []byte(mcpguardConfig(v, dir, pub, lo)), nil)
 		if err != nil {
-			t.Fatalf("variant %s: %v\n%s", v.Key, err, mcpguardConfig(v, dir, pub))
+			t.Fatalf("variant %s: %v\n%s", v.Key, err, mcpguardConfig(v, dir, pub, lo))
 		}
 		if cfg.Audit.Durable != v.Durable {
 			t.Errorf("variant %s: durable = %t, want %t", v.Key, cfg.Audit.Durable, v.Durable)

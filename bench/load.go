@@ -142,13 +142,18 @@ type loadConfig struct {
 	ClockTck float64
 }
 
-// runLoad drives the server of pid at url: every session initializes and
-// warms up, then all start the measured phase together.
-func runLoad(ctx context.Context, url string, auth func(int) (string, error), pid int, c loadConfig) (loadResult, error) {
+// runLoad drives the servers (replicas) at urls, whose processes are pids:
+// session i goes to urls[i % len(urls)], as a round-robin load balancer
+// would send it. Every session initializes and warms up, then all start the
+// measured phase together. Server CPU and peak RSS are summed over pids.
+func runLoad(ctx context.Context, urls []string, auth func(int) (string, error), pids []int, c loadConfig) (loadResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	f := newSessionFactory(url, auth, c.Sessions+8, c.SSE)
-	defer f.transport.CloseIdleConnections()
+	factories := make([]*sessionFactory, len(urls))
+	for i, u := range urls {
+		factories[i] = newSessionFactory(u, auth, c.Sessions/len(urls)+8, c.SSE)
+		defer factories[i].transport.CloseIdleConnections()
+	}
 
 	lat := make([]time.Duration, c.Sessions*c.Calls)
 	errs := make([]int, c.Sessions)
@@ -161,7 +166,7 @@ func runLoad(ctx context.Context, url string, auth func(int) (string, error), pi
 	for i := range c.Sessions {
 		done.Go(func() {
 			params := &mcp.CallToolParams{Name: benchTool, Arguments: map[string]any{}}
-			cs, err := f.open(ctx, i)
+			cs, err := factories[i%len(factories)].open(ctx, i)
 			for j := 0; err == nil && j < c.Warmup; j++ {
 				if err = callOnce(ctx, cs, params); err != nil {
 					err = fmt.Errorf("session %d warm-up call %d: %w", i, j, err)
@@ -204,7 +209,7 @@ func runLoad(ctx context.Context, url string, auth func(int) (string, error), pi
 	default:
 	}
 
-	srv0, err := readCPU(pid)
+	srv0, err := sumCPU(pids)
 	if err != nil {
 		cancel()
 		done.Wait()
@@ -220,9 +225,14 @@ func runLoad(ctx context.Context, url string, auth func(int) (string, error), pi
 	close(start)
 	done.Wait()
 	wall := time.Since(t0)
-	srv1, errS := readCPU(pid)
+	srv1, errS := sumCPU(pids)
 	self1, errC := readCPU(os.Getpid())
-	hwm, errH := readStatusKiB(pid, "VmHWM")
+	var hwm uint64
+	var errH error
+	for _, pid := range pids {
+		h, err := readStatusKiB(pid, "VmHWM")
+		hwm, errH = hwm+h, errors.Join(errH, err)
+	}
 	closeSessions(sessions)
 	if err := errors.Join(errS, errC, errH); err != nil {
 		return loadResult{}, err
@@ -246,4 +256,17 @@ func runLoad(ctx context.Context, url string, auth func(int) (string, error), pi
 	}
 	r.summarize(lat)
 	return r, nil
+}
+
+// sumCPU is the CPU time used by the processes pids together.
+func sumCPU(pids []int) (cpuTicks, error) {
+	var total cpuTicks
+	for _, pid := range pids {
+		t, err := readCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += t
+	}
+	return total, nil
 }

@@ -46,6 +46,7 @@ type options struct {
 	Timeout         time.Duration
 	Out             string
 	Keep            bool
+	Postgres, Redis string
 }
 
 // parseFlags parses args into options and checks their bounds.
@@ -66,6 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.VariantTimeout, "variant-timeout", 3*time.Minute, "bound on one variant's load run, or on the idle run (plus its two -settle pauses)")
 	fs.DurationVar(&o.Timeout, "timeout", 15*time.Minute, "bound on the whole bench")
 	fs.StringVar(&o.Out, "out", "", "also write the report to this file")
+	fs.StringVar(&o.Postgres, "postgres", os.Getenv("MCPGUARD_TEST_POSTGRES"), "PostgreSQL URL for variants s1, s2 (default $MCPGUARD_TEST_POSTGRES)")
+	fs.StringVar(&o.Redis, "redis", os.Getenv("MCPGUARD_TEST_REDIS"), "Redis URL for variants s1, s2 (default $MCPGUARD_TEST_REDIS)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (binaries, configs, server and audit logs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -157,7 +160,13 @@ func run(ctx context.Context, o options, args []string, out, logw io.Writer) err
 	if err != nil {
 		return err
 	}
-	lo := launchOptions{Bins: bins, Signers: map[string]*tokenSigner{}, SharedToken: o.SharedToken, TokenTTL: o.Timeout + time.Hour}
+	lo := launchOptions{Bins: bins, Signers: map[string]*tokenSigner{}, SharedToken: o.SharedToken, TokenTTL: o.Timeout + time.Hour,
+		Postgres: o.Postgres, Redis: o.Redis}
+	for _, v := range selected {
+		if v.Replicas > 0 && (o.Postgres == "" || o.Redis == "") {
+			return fmt.Errorf("variant %s needs -postgres and -redis (or `source .ci/services`)", v.Key)
+		}
+	}
 	for _, v := range selected {
 		if v.Kind == kindJWT && lo.Signers[v.Alg] == nil {
 			if lo.Signers[v.Alg], err = newTokenSigner(v.Alg); err != nil {
@@ -233,8 +242,13 @@ func loadVariant(ctx context.Context, v variant, root string, lo launchOptions, 
 	if err != nil {
 		return loadResult{}, err
 	}
-	defer l.Proc.Stop()
-	return runLoad(ctx, l.Proc.URL, l.Auth, l.Proc.Pid(), c)
+	defer l.stop()
+	var urls []string
+	var pids []int
+	for _, p := range l.procs() {
+		urls, pids = append(urls, p.URL), append(pids, p.Pid())
+	}
+	return runLoad(ctx, urls, l.Auth, pids, c)
 }
 
 // emit writes the report to out and, when path is set, to that file.

@@ -34,6 +34,10 @@ type variant struct {
 	Kind     kind
 	Alg      string // JWT algorithm, for kindJWT
 	Durable  bool   // audit.durable
+	// Replicas > 0 runs that many mcpguard processes on one PostgreSQL
+	// store and one Redis (launchOptions.Postgres, .Redis), sessions spread
+	// over them round-robin.
+	Replicas int
 }
 
 // auditMode describes the variant's audit log for the table.
@@ -56,6 +60,8 @@ func variants() []variant {
 		{Key: "c", Label: "(c) mcpguard JWT RS256 + RBAC", Kind: kindJWT, Alg: "RS256"},
 		{Key: "c2", Label: "(c2) mcpguard JWT ES256 + RBAC", Kind: kindJWT, Alg: "ES256"},
 		{Key: "d", Label: "(d) mcpguard JWT RS256 + RBAC, durable audit", Kind: kindJWT, Alg: "RS256", Durable: true},
+		{Key: "s1", Label: "(s1) mcpguard API key, PostgreSQL + Redis, 1 replica", Kind: kindAPIKey, Replicas: 1},
+		{Key: "s2", Label: "(s2) mcpguard API key, PostgreSQL + Redis, 2 replicas", Kind: kindAPIKey, Replicas: 2},
 	}
 }
 
@@ -80,7 +86,7 @@ func selectVariants(list string) ([]variant, error) {
 		for k := range want {
 			unknown = append(unknown, k)
 		}
-		return nil, fmt.Errorf("unknown variant(s) %s: choose from a, b, c, c2, d", strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("unknown variant(s) %s: choose from a, b, c, c2, d, s1, s2", strings.Join(unknown, ", "))
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no variant selected")
@@ -94,10 +100,13 @@ const benchRequestsPerMinute = 100_000_000
 
 // mcpguardConfig renders the YAML configuration of an mcpguard variant
 // whose files live in dir; pubKeyPath is the JWT public key file.
-func mcpguardConfig(v variant, dir, pubKeyPath string) string {
+func mcpguardConfig(v variant, dir, pubKeyPath string, o launchOptions) string {
 	q := strconv.Quote // a JSON string is a valid YAML double-quoted scalar
 	var b strings.Builder
 	fmt.Fprintf(&b, "server:\n  addr: 127.0.0.1:0\ndata_dir: %s\n", q(filepath.Join(dir, "data")))
+	if v.Replicas > 0 {
+		fmt.Fprintf(&b, "store: %s\nredis:\n  url: %s\n", q(o.Postgres), q(o.Redis))
+	}
 	fmt.Fprintf(&b, "auth:\n  api_keys: {enabled: %t}\n", v.Kind == kindAPIKey)
 	if v.Kind == kindJWT {
 		fmt.Fprintf(&b, "  jwt:\n    enabled: true\n    issuer: %s\n    audiences: [%s]\n", q(jwtIssuer), q(jwtAudience))
@@ -253,6 +262,8 @@ func checkLoopbackURL(raw string) error {
 // launched is a started variant and how to authenticate to it.
 type launched struct {
 	Proc *serverProc
+	// More are the further replicas of a replicated variant.
+	More []*serverProc
 	// Auth returns the Authorization header value for session i; empty
 	// for no header.
 	Auth func(i int) (string, error)
@@ -267,6 +278,8 @@ type launchOptions struct {
 	Signers     map[string]*tokenSigner // by algorithm
 	SharedToken bool                    // one token (or key) for every session
 	TokenTTL    time.Duration
+	// Postgres and Redis are the servers the replicated variants share.
+	Postgres, Redis string
 }
 
 // launch starts variant v in a new directory under root.
@@ -296,12 +309,15 @@ func launch(ctx context.Context, v variant, root string, o launchOptions) (*laun
 		}
 	}
 	cfgPath := filepath.Join(dir, "mcpguard.yaml")
-	if err := os.WriteFile(cfgPath, []byte(mcpguardConfig(v, dir, pubPath)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(mcpguardConfig(v, dir, pubPath, o)), 0o600); err != nil {
 		return nil, fmt.Errorf("variant %s: write config: %w", v.Key, err)
 	}
 	p, err := startServer(ctx, dir, o.Bins.MCPGuard, "serve", "--demo", "--config", cfgPath, "--addr", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
+	}
+	if v.Replicas > 0 {
+		return launchReplicas(ctx, v, dir, cfgPath, p, o)
 	}
 	if v.Kind == kindAPIKey {
 		m := demoViewerKeyRE.FindSubmatch(p.output())
@@ -332,4 +348,54 @@ func launch(ctx context.Context, v variant, root string, o launchOptions) (*laun
 		}
 		return "Bearer " + tok, nil
 	}}, nil
+}
+
+var createdKeyRE = regexp.MustCompile(`mcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
+
+// launchReplicas starts the further replicas of v next to the first, p,
+// each in a directory of its own (its own log and audit log) but on the
+// same store, Redis and demo database, and creates the API key the load
+// uses (the shared store may hold the demo keys of an earlier run).
+func launchReplicas(ctx context.Context, v variant, dir, cfgPath string, p *serverProc, o launchOptions) (*launched, error) {
+	l := &launched{Proc: p}
+	fail := func(err error) (*launched, error) {
+		l.stop()
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, o.Bins.MCPGuard, "keys", "create", "--config", cfgPath, "--name", fmt.Sprintf("bench-%d", time.Now().UnixNano()), "--role", "viewer")
+	cmd.Dir, cmd.Env = dir, childEnv()
+	out, err := cmd.CombinedOutput()
+	key := createdKeyRE.Find(out)
+	if err != nil || key == nil {
+		return fail(fmt.Errorf("variant %s: keys create: %v\n%s", v.Key, err, out))
+	}
+	for i := 2; i <= v.Replicas; i++ {
+		rdir := filepath.Join(dir, fmt.Sprintf("replica-%d", i))
+		if err := os.Mkdir(rdir, 0o700); err != nil {
+			return fail(err)
+		}
+		rcfg := filepath.Join(rdir, "mcpguard.yaml")
+		if err := os.WriteFile(rcfg, []byte(mcpguardConfig(v, rdir, "", o)), 0o600); err != nil {
+			return fail(err)
+		}
+		r, err := startServer(ctx, rdir, o.Bins.MCPGuard, "serve", "--config", rcfg, "--addr", "127.0.0.1:0",
+			"--database", filepath.Join(dir, "data", "demo.db"))
+		if err != nil {
+			return fail(err)
+		}
+		l.More = append(l.More, r)
+	}
+	auth := "Bearer " + string(key)
+	l.Auth = func(int) (string, error) { return auth, nil }
+	return l, nil
+}
+
+// procs is every replica's process.
+func (l *launched) procs() []*serverProc { return append([]*serverProc{l.Proc}, l.More...) }
+
+// stop stops every replica.
+func (l *launched) stop() {
+	for _, p := range l.procs() {
+		p.Stop()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,6 +17,14 @@ import (
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
 )
+
+// storeName names the store for messages, without a URL's credentials.
+func storeName(cfg *config.Config) string {
+	if isPostgres(cfg.StoreLocation()) {
+		return "the PostgreSQL store"
+	}
+	return filepath.Join(cfg.DataDir, StoreFile)
+}
 
 // limiterConfig converts the rate_limit section.
 func limiterConfig(cfg *config.Config) ratelimit.Config {

@@ -36,6 +36,13 @@ func totpField(user string) string {
 // secrets when a master key is configured. Without one (the default
 // env:MCPGUARD_MASTER_KEY unset) they are kept in clear, as the demo does.
 func openStoreFor(ctx context.Context, cfg *config.Config, env func(string) (string, bool)) (store.Store, error) {
+	if isPostgres(cfg.StoreLocation()) {
+		// The store is elsewhere, but key files (audit, OAuth sessions)
+		// still live in data_dir.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
 	st, err := OpenStore(ctx, cfg.StoreLocation())
 	if err != nil {
 		return nil, err

@@ -97,7 +97,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if sealed, isSealed := st.(*sealingStore); isSealed {
 		ok("Secrets sealed with master key %s", sealed.ring.CurrentID())
 	} else if cfg.OAuth.Enabled && !o.Stdio {
-		warn("No master key (%s): the authorization server's signing keys and TOTP secrets are stored in clear in %s; set one to seal them", cfg.Secrets.MasterKey, filepath.Join(cfg.DataDir, StoreFile))
+		warn("No master key (%s): the authorization server's signing keys and TOTP secrets are stored in clear in %s; set one to seal them", cfg.Secrets.MasterKey, storeName(cfg))
 	}
 
 	if o.Demo {

@@ -38,7 +38,8 @@ func Connect(url string) (*redis.Client, error) {
 		return nil, errors.New("cluster: invalid redis URL (want redis://[user:password@]host:port/db, rediss://… or unix:///path)")
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = DialTimeout, IOTimeout, IOTimeout
-	opt.MaxRetries = 0 // the caller decides: a retry doubles the wait while Redis is down
+	opt.MaxRetries = 0    // the caller decides: a retry doubles the wait while Redis is down
+	opt.DialerRetries = 1 // one dial per attempt, for the same reason
 	opt.PoolTimeout = IOTimeout
 	return redis.NewClient(opt), nil
 }

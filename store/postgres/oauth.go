@@ -13,51 +13,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 var _ store.OAuthStore = (*Store)(nil)
 
-const userColumns = `name, password_hash, roles, mfa_secret, backup_codes, mfa_last_step, failed_logins, locked_until, created_at, updated_at`
-
-func encodeHashes(h [][]byte) string {
-	if h == nil {
-		h = [][]byte{}
-	}
-	b, _ := json.Marshal(h) // [][]byte always marshals (as base64 strings)
-	return string(b)
-}
-
-func scanUser(row pgx.Row) (*store.User, error) {
-	var (
-		u                         store.User
-		roles, backup             string
-		locked, created, modified int64
-	)
-	if err := row.Scan(&u.Name, &u.PasswordHash, &roles, &u.MFASecret, &backup, &u.MFALastStep, &u.FailedLogins, &locked, &created, &modified); err != nil {
-		return nil, err
-	}
-	var err error
-	if u.Roles, err = decodeList(roles, "roles"); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal([]byte(backup), &u.BackupCodes); err != nil {
-		return nil, fmt.Errorf("corrupt backup codes: %w", err)
-	}
-	if len(u.MFASecret) == 0 {
-		u.MFASecret = nil
-	}
-	if len(u.BackupCodes) == 0 {
-		u.BackupCodes = nil
-	}
-	u.LockedUntil, u.CreatedAt, u.UpdatedAt = fromUnixNano(locked), fromUnixNano(created), fromUnixNano(modified)
-	return &u, nil
-}
-
 // CreateUser implements store.OAuthStore.
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	now := time.Now().UnixNano()
-	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		u.Name, u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, u.FailedLogins, unixNano(u.LockedUntil), now, now)
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_users (`+codec.UserColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		u.Name, u.PasswordHash, codec.EncodeList(u.Roles), u.MFASecret, codec.EncodeHashes(u.BackupCodes), u.MFALastStep, u.FailedLogins, codec.UnixNano(u.LockedUntil), now, now)
 	if isUnique(err) {
 		return fmt.Errorf("store: user %s: %w", u.Name, store.ErrExists)
 	}
@@ -69,7 +34,7 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 
 // GetUser implements store.OAuthStore.
 func (s *Store) GetUser(ctx context.Context, name string) (*store.User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM oauth_users WHERE name = $1`, name))
+	u, err := codec.ScanUser(s.pool.QueryRow(ctx, `SELECT `+codec.UserColumns+` FROM oauth_users WHERE name = $1`, name))
 	if err != nil {
 		return nil, notFound(err, "get user")
 	}
@@ -78,14 +43,14 @@ func (s *Store) GetUser(ctx context.Context, name string) (*store.User, error) {
 
 // ListUsers implements store.OAuthStore.
 func (s *Store) ListUsers(ctx context.Context) ([]*store.User, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM oauth_users ORDER BY name`)
-	return collect(rows, err, "list users", scanUser)
+	rows, err := s.pool.Query(ctx, `SELECT `+codec.UserColumns+` FROM oauth_users ORDER BY name`)
+	return collect(rows, err, "list users", codec.ScanUser)
 }
 
 // UpdateUser implements store.OAuthStore.
 func (s *Store) UpdateUser(ctx context.Context, u *store.User) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE oauth_users SET password_hash = $1, roles = $2, mfa_secret = $3, backup_codes = $4, mfa_last_step = $5, updated_at = $6 WHERE name = $7`,
-		u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, time.Now().UnixNano(), u.Name)
+		u.PasswordHash, codec.EncodeList(u.Roles), u.MFASecret, codec.EncodeHashes(u.BackupCodes), u.MFALastStep, time.Now().UnixNano(), u.Name)
 	return affected(tag, err, "update user "+u.Name)
 }
 
@@ -121,7 +86,7 @@ func (s *Store) RecordLoginFailure(ctx context.Context, name string, now time.Ti
 	if err != nil {
 		return time.Time{}, err
 	}
-	return fromUnixNano(locked), nil
+	return codec.FromUnixNano(locked), nil
 }
 
 // ResetLoginFailures implements store.OAuthStore.
@@ -157,37 +122,10 @@ func (s *Store) UseBackupCode(ctx context.Context, name string, hash []byte) (bo
 		}
 		codes = slices.Delete(codes, i, i+1)
 		used = true
-		_, err := tx.Exec(ctx, `UPDATE oauth_users SET backup_codes = $1 WHERE name = $2`, encodeHashes(codes), name)
+		_, err := tx.Exec(ctx, `UPDATE oauth_users SET backup_codes = $1 WHERE name = $2`, codec.EncodeHashes(codes), name)
 		return err
 	})
 	return used, err
-}
-
-const clientColumns = `id, secret_hash, name, redirect_uris, grant_types, auth_method, scopes, roles, dynamic, created_at`
-
-func scanClient(row pgx.Row) (*store.OAuthClient, error) {
-	var (
-		c                                store.OAuthClient
-		redirects, grants, scopes, roles string
-		created                          int64
-	)
-	if err := row.Scan(&c.ID, &c.SecretHash, &c.Name, &redirects, &grants, &c.TokenEndpointAuthMethod, &scopes, &roles, &c.Dynamic, &created); err != nil {
-		return nil, err
-	}
-	var err error
-	for _, f := range []struct {
-		raw string
-		dst *[]string
-	}{{redirects, &c.RedirectURIs}, {grants, &c.GrantTypes}, {scopes, &c.Scopes}, {roles, &c.Roles}} {
-		if *f.dst, err = decodeList(f.raw, "client lists"); err != nil {
-			return nil, err
-		}
-	}
-	if len(c.SecretHash) == 0 {
-		c.SecretHash = nil
-	}
-	c.CreatedAt = fromUnixNano(created)
-	return &c, nil
 }
 
 // CreateClient implements store.OAuthStore.
@@ -196,9 +134,9 @@ func (s *Store) CreateClient(ctx context.Context, c *store.OAuthClient) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		c.ID, c.SecretHash, c.Name, encodeList(c.RedirectURIs), encodeList(c.GrantTypes), c.TokenEndpointAuthMethod,
-		encodeList(c.Scopes), encodeList(c.Roles), c.Dynamic, unixNano(created))
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_clients (`+codec.ClientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.SecretHash, c.Name, codec.EncodeList(c.RedirectURIs), codec.EncodeList(c.GrantTypes), c.TokenEndpointAuthMethod,
+		codec.EncodeList(c.Scopes), codec.EncodeList(c.Roles), c.Dynamic, codec.UnixNano(created))
 	if isUnique(err) {
 		return fmt.Errorf("store: client %s: %w", c.ID, store.ErrExists)
 	}
@@ -210,7 +148,7 @@ func (s *Store) CreateClient(ctx context.Context, c *store.OAuthClient) error {
 
 // GetClient implements store.OAuthStore.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.OAuthClient, error) {
-	c, err := scanClient(s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM oauth_clients WHERE id = $1`, id))
+	c, err := codec.ScanClient(s.pool.QueryRow(ctx, `SELECT `+codec.ClientColumns+` FROM oauth_clients WHERE id = $1`, id))
 	if err != nil {
 		return nil, notFound(err, "get client")
 	}
@@ -219,8 +157,8 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.OAuthClient, e
 
 // ListClients implements store.OAuthStore.
 func (s *Store) ListClients(ctx context.Context) ([]*store.OAuthClient, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+clientColumns+` FROM oauth_clients ORDER BY created_at DESC, id`)
-	return collect(rows, err, "list clients", scanClient)
+	rows, err := s.pool.Query(ctx, `SELECT `+codec.ClientColumns+` FROM oauth_clients ORDER BY created_at DESC, id`)
+	return collect(rows, err, "list clients", codec.ScanClient)
 }
 
 // DeleteClient implements store.OAuthStore.
@@ -238,32 +176,11 @@ func (s *Store) CountDynamicClients(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-const codeColumns = `hash, family_id, client_id, redirect_uri, subject, scopes, resource, code_challenge, auth_time, mfa_time, created_at, expires_at, used_at`
-
-func scanCode(row pgx.Row) (*store.AuthCode, error) {
-	var (
-		c                                       store.AuthCode
-		scopes                                  string
-		authTime, mfaTime, created, exp, usedAt int64
-	)
-	if err := row.Scan(&c.Hash, &c.FamilyID, &c.ClientID, &c.RedirectURI, &c.Subject, &scopes, &c.Resource, &c.CodeChallenge,
-		&authTime, &mfaTime, &created, &exp, &usedAt); err != nil {
-		return nil, err
-	}
-	var err error
-	if c.Scopes, err = decodeList(scopes, "scopes"); err != nil {
-		return nil, err
-	}
-	c.AuthTime, c.MFATime, c.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
-	c.ExpiresAt, c.UsedAt = fromUnixNano(exp), fromUnixNano(usedAt)
-	return &c, nil
-}
-
 // CreateAuthCode implements store.OAuthStore.
 func (s *Store) CreateAuthCode(ctx context.Context, c *store.AuthCode) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_codes (`+codeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		c.Hash, c.FamilyID, c.ClientID, c.RedirectURI, c.Subject, encodeList(c.Scopes), c.Resource, c.CodeChallenge,
-		unixNano(c.AuthTime), unixNano(c.MFATime), unixNano(c.CreatedAt), unixNano(c.ExpiresAt), unixNano(c.UsedAt))
+	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_codes (`+codec.CodeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		c.Hash, c.FamilyID, c.ClientID, c.RedirectURI, c.Subject, codec.EncodeList(c.Scopes), c.Resource, c.CodeChallenge,
+		codec.UnixNano(c.AuthTime), codec.UnixNano(c.MFATime), codec.UnixNano(c.CreatedAt), codec.UnixNano(c.ExpiresAt), codec.UnixNano(c.UsedAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: authorization code: %w", store.ErrExists)
 	}
@@ -280,7 +197,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	var code *store.AuthCode
 	var used bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		c, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM oauth_codes WHERE hash = $1 FOR UPDATE`, hash))
+		c, err := codec.ScanCode(tx.QueryRow(ctx, `SELECT `+codec.CodeColumns+` FROM oauth_codes WHERE hash = $1 FOR UPDATE`, hash))
 		if err != nil {
 			return notFound(err, "consume authorization code")
 		}
@@ -289,7 +206,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 			used = true
 			return nil
 		}
-		tag, err := tx.Exec(ctx, `UPDATE oauth_codes SET used_at = $1 WHERE hash = $2 AND used_at = 0`, unixNano(now), hash)
+		tag, err := tx.Exec(ctx, `UPDATE oauth_codes SET used_at = $1 WHERE hash = $2 AND used_at = 0`, codec.UnixNano(now), hash)
 		if err != nil {
 			return fmt.Errorf("store: consume authorization code: %w", err)
 		}
@@ -308,30 +225,10 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return code, nil
 }
 
-const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at`
-
-func scanRefresh(row pgx.Row) (*store.RefreshToken, error) {
-	var (
-		t                                                store.RefreshToken
-		scopes                                           string
-		authTime, mfaTime, created, exp, used, revokedAt int64
-	)
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt); err != nil {
-		return nil, err
-	}
-	var err error
-	if t.Scopes, err = decodeList(scopes, "scopes"); err != nil {
-		return nil, err
-	}
-	t.AuthTime, t.MFATime, t.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
-	t.ExpiresAt, t.UsedAt, t.RevokedAt = fromUnixNano(exp), fromUnixNano(used), fromUnixNano(revokedAt)
-	return &t, nil
-}
-
 func insertRefresh(ctx context.Context, q querier, t *store.RefreshToken) error {
-	_, err := q.Exec(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		t.Hash, t.FamilyID, t.ClientID, t.Subject, encodeList(t.Scopes), t.Resource, unixNano(t.AuthTime), unixNano(t.MFATime),
-		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt))
+	_, err := q.Exec(ctx, `INSERT INTO oauth_refresh_tokens (`+codec.RefreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		t.Hash, t.FamilyID, t.ClientID, t.Subject, codec.EncodeList(t.Scopes), t.Resource, codec.UnixNano(t.AuthTime), codec.UnixNano(t.MFATime),
+		codec.UnixNano(t.CreatedAt), codec.UnixNano(t.ExpiresAt), codec.UnixNano(t.UsedAt), codec.UnixNano(t.RevokedAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
 	}
@@ -348,7 +245,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) e
 
 // GetRefreshToken implements store.OAuthStore.
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.RefreshToken, error) {
-	t, err := scanRefresh(s.pool.QueryRow(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1`, hash))
+	t, err := codec.ScanRefresh(s.pool.QueryRow(ctx, `SELECT `+codec.RefreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1`, hash))
 	if err != nil {
 		return nil, notFound(err, "get refresh token")
 	}
@@ -360,7 +257,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 	var old *store.RefreshToken
 	var outcome error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		t, err := scanRefresh(tx.QueryRow(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1 FOR UPDATE`, oldHash))
+		t, err := codec.ScanRefresh(tx.QueryRow(ctx, `SELECT `+codec.RefreshColumns+` FROM oauth_refresh_tokens WHERE hash = $1 FOR UPDATE`, oldHash))
 		if err != nil {
 			return notFound(err, "rotate refresh token")
 		}
@@ -372,13 +269,13 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		case !t.UsedAt.IsZero():
 			// Reuse: someone holds a copy. End the whole family.
 			outcome = store.ErrAlreadyUsed
-			_, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(now), t.FamilyID)
+			_, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, codec.UnixNano(now), t.FamilyID)
 			return err
 		}
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
-		tag, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at = 0 AND revoked_at = 0`, unixNano(now), oldHash)
+		tag, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at = 0 AND revoked_at = 0`, codec.UnixNano(now), oldHash)
 		if err != nil {
 			return fmt.Errorf("store: rotate refresh token: %w", err)
 		}
@@ -400,7 +297,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 // RevokeRefreshFamily implements store.OAuthStore.
 func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, unixNano(at), familyID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, codec.UnixNano(at), familyID); err != nil {
 			return fmt.Errorf("store: revoke refresh family: %w", err)
 		}
 		return notifyRevoked(ctx, tx, "refresh")
@@ -410,7 +307,7 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at tim
 // RevokeUserRefreshTokens implements store.OAuthStore.
 func (s *Store) RevokeUserRefreshTokens(ctx context.Context, subject string, at time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at = 0`, unixNano(at), subject); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at = 0`, codec.UnixNano(at), subject); err != nil {
 			return fmt.Errorf("store: revoke user refresh tokens: %w", err)
 		}
 		return notifyRevoked(ctx, tx, "refresh")
@@ -422,20 +319,20 @@ func (s *Store) RevokeUserRefreshTokens(ctx context.Context, subject string, at 
 func (s *Store) GrantConsent(ctx context.Context, user, clientID string, scopes []string, at time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO oauth_consents (user_name, client_id, scopes, updated_at) VALUES ($1, $2, '[]', $3)
-			ON CONFLICT (user_name, client_id) DO NOTHING`, user, clientID, unixNano(at)); err != nil {
+			ON CONFLICT (user_name, client_id) DO NOTHING`, user, clientID, codec.UnixNano(at)); err != nil {
 			return fmt.Errorf("store: grant consent: %w", err)
 		}
 		var raw string
 		if err := tx.QueryRow(ctx, `SELECT scopes FROM oauth_consents WHERE user_name = $1 AND client_id = $2 FOR UPDATE`, user, clientID).Scan(&raw); err != nil {
 			return fmt.Errorf("store: grant consent: %w", err)
 		}
-		have, err := decodeList(raw, "consent scopes")
+		have, err := codec.DecodeList(raw, "consent scopes")
 		if err != nil {
 			return err
 		}
 		merged := slices.Compact(slices.Sorted(slices.Values(append(have, scopes...))))
 		if _, err := tx.Exec(ctx, `UPDATE oauth_consents SET scopes = $1, updated_at = $2 WHERE user_name = $3 AND client_id = $4`,
-			encodeList(merged), unixNano(at), user, clientID); err != nil {
+			codec.EncodeList(merged), codec.UnixNano(at), user, clientID); err != nil {
 			return fmt.Errorf("store: grant consent: %w", err)
 		}
 		return nil
@@ -452,7 +349,7 @@ func (s *Store) ConsentedScopes(ctx context.Context, user, clientID string) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("store: consented scopes: %w", err)
 	}
-	return decodeList(raw, "consent scopes")
+	return codec.DecodeList(raw, "consent scopes")
 }
 
 // CreateSigningKey implements store.OAuthStore.
@@ -462,7 +359,7 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *store.SigningKey) error
 		created = time.Now()
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO oauth_signing_keys (id, algorithm, private_key, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)`,
-		k.ID, k.Algorithm, k.PrivateKeyPEM, unixNano(created), unixNano(k.RetiredAt))
+		k.ID, k.Algorithm, k.PrivateKeyPEM, codec.UnixNano(created), codec.UnixNano(k.RetiredAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: signing key %s: %w", k.ID, store.ErrExists)
 	}
@@ -472,20 +369,10 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *store.SigningKey) error
 	return nil
 }
 
-func scanSigningKey(row pgx.Row) (*store.SigningKey, error) {
-	var k store.SigningKey
-	var created, retired int64
-	if err := row.Scan(&k.ID, &k.Algorithm, &k.PrivateKeyPEM, &created, &retired); err != nil {
-		return nil, err
-	}
-	k.CreatedAt, k.RetiredAt = fromUnixNano(created), fromUnixNano(retired)
-	return &k, nil
-}
-
 // ListSigningKeys implements store.OAuthStore.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]*store.SigningKey, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, private_key, created_at, retired_at FROM oauth_signing_keys ORDER BY created_at DESC, id`)
-	return collect(rows, err, "list signing keys", scanSigningKey)
+	return collect(rows, err, "list signing keys", codec.ScanSigningKey)
 }
 
 // SetSigningKeyMaterial implements store.OAuthStore.
@@ -496,7 +383,7 @@ func (s *Store) SetSigningKeyMaterial(ctx context.Context, id string, privateKey
 
 // RetireSigningKey implements store.OAuthStore.
 func (s *Store) RetireSigningKey(ctx context.Context, id string, at time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN $1 ELSE retired_at END WHERE id = $2`, unixNano(at), id)
+	tag, err := s.pool.Exec(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN $1 ELSE retired_at END WHERE id = $2`, codec.UnixNano(at), id)
 	return affected(tag, err, "retire signing key "+id)
 }
 
@@ -505,7 +392,7 @@ func (s *Store) PurgeExpiredOAuth(ctx context.Context, now time.Time) (int, erro
 	total := 0
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for _, table := range []string{"oauth_codes", "oauth_refresh_tokens"} {
-			tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at < $1`, unixNano(now))
+			tag, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE expires_at < $1`, codec.UnixNano(now))
 			if err != nil {
 				return fmt.Errorf("store: purge %s: %w", table, err)
 			}

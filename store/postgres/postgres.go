@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 // migrationLock is the advisory-lock key migrations hold ("mcpguard" in
@@ -257,36 +258,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func encodeList(l []string) string {
-	if l == nil {
-		l = []string{}
-	}
-	b, _ := json.Marshal(l) // a []string always marshals
-	return string(b)
-}
-
-func decodeList(raw string, what string) ([]string, error) {
-	var l []string
-	if err := json.Unmarshal([]byte(raw), &l); err != nil {
-		return nil, fmt.Errorf("corrupt %s: %w", what, err)
-	}
-	return l, nil
-}
-
 // isUnique reports a unique-constraint violation (SQLSTATE 23505).
 func isUnique(err error) bool {
 	var pe *pgconn.PgError
@@ -313,7 +284,7 @@ func affected(tag pgconn.CommandTag, err error, what string) error {
 }
 
 // collect scans every row with scan.
-func collect[T any](rows pgx.Rows, err error, what string, scan func(pgx.Row) (*T, error)) ([]*T, error) {
+func collect[T any](rows pgx.Rows, err error, what string, scan func(codec.Scanner) (*T, error)) ([]*T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
@@ -332,39 +303,11 @@ func collect[T any](rows pgx.Rows, err error, what string, scan func(pgx.Row) (*
 	return out, nil
 }
 
-const keyColumns = `id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at, prev_hash, prev_expires_at`
-
-func scanKey(row pgx.Row) (*store.APIKey, error) {
-	var (
-		k                                 store.APIKey
-		roles, scopes                     string
-		created, expires, used, revokedAt int64
-		prevExpires                       int64
-	)
-	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &roles, &scopes, &created, &expires, &used, &revokedAt, &k.PreviousHash, &prevExpires); err != nil {
-		return nil, err
-	}
-	var err error
-	if k.Roles, err = decodeList(roles, "roles"); err != nil {
-		return nil, fmt.Errorf("api key %s: %w", k.ID, err)
-	}
-	if k.Scopes, err = decodeList(scopes, "scopes"); err != nil {
-		return nil, fmt.Errorf("api key %s: %w", k.ID, err)
-	}
-	k.CreatedAt, k.ExpiresAt = fromUnixNano(created), fromUnixNano(expires)
-	k.LastUsedAt, k.RevokedAt = fromUnixNano(used), fromUnixNano(revokedAt)
-	k.PreviousExpiresAt = fromUnixNano(prevExpires)
-	if len(k.PreviousHash) == 0 {
-		k.PreviousHash = nil
-	}
-	return &k, nil
-}
-
 // CreateAPIKey implements store.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		k.ID, k.Name, k.Hash, encodeList(k.Roles), encodeList(k.Scopes),
-		unixNano(k.CreatedAt), unixNano(k.ExpiresAt), unixNano(k.LastUsedAt), unixNano(k.RevokedAt), k.PreviousHash, unixNano(k.PreviousExpiresAt))
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (`+codec.KeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		k.ID, k.Name, k.Hash, codec.EncodeList(k.Roles), codec.EncodeList(k.Scopes),
+		codec.UnixNano(k.CreatedAt), codec.UnixNano(k.ExpiresAt), codec.UnixNano(k.LastUsedAt), codec.UnixNano(k.RevokedAt), k.PreviousHash, codec.UnixNano(k.PreviousExpiresAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: api key %s: %w", k.ID, store.ErrExists)
 	}
@@ -376,7 +319,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 
 // GetAPIKey implements store.Store.
 func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error) {
-	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = $1`, id))
+	k, err := codec.ScanKey(s.pool.QueryRow(ctx, `SELECT `+codec.KeyColumns+` FROM api_keys WHERE id = $1`, id))
 	if err != nil {
 		return nil, notFound(err, "api key "+id)
 	}
@@ -385,14 +328,14 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error)
 
 // ListAPIKeys implements store.Store.
 func (s *Store) ListAPIKeys(ctx context.Context) ([]*store.APIKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at DESC, id`)
-	return collect(rows, err, "list api keys", scanKey)
+	rows, err := s.pool.Query(ctx, `SELECT `+codec.KeyColumns+` FROM api_keys ORDER BY created_at DESC, id`)
+	return collect(rows, err, "list api keys", codec.ScanKey)
 }
 
 // RevokeAPIKey implements store.Store.
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END WHERE id = $2`, unixNano(at), id)
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END WHERE id = $2`, codec.UnixNano(at), id)
 		if err := affected(tag, err, "revoke api key "+id); err != nil {
 			return err
 		}
@@ -411,7 +354,7 @@ func (s *Store) RotateAPIKey(ctx context.Context, id string, newHash []byte, gra
 			return fmt.Errorf("store: api key %s is revoked and cannot be rotated", id)
 		}
 		_, err := tx.Exec(ctx, `UPDATE api_keys SET prev_hash = CASE WHEN $1 THEN hash ELSE NULL END, prev_expires_at = $2, hash = $3 WHERE id = $4`,
-			!graceUntil.IsZero(), unixNano(graceUntil), newHash, id)
+			!graceUntil.IsZero(), codec.UnixNano(graceUntil), newHash, id)
 		if err != nil {
 			return fmt.Errorf("store: rotate api key: %w", err)
 		}
@@ -427,7 +370,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time)
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for id, t := range lastUsed {
-			b.Queue(`UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, unixNano(t), id)
+			b.Queue(`UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, codec.UnixNano(t), id)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("store: touch api keys: %w", err)
@@ -441,7 +384,7 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2)
 			ON CONFLICT (jti) DO UPDATE SET expires_at = CASE WHEN revoked_tokens.expires_at = 0 OR excluded.expires_at = 0 THEN 0
-				ELSE GREATEST(revoked_tokens.expires_at, excluded.expires_at) END`, jti, unixNano(expiresAt)); err != nil {
+				ELSE GREATEST(revoked_tokens.expires_at, excluded.expires_at) END`, jti, codec.UnixNano(expiresAt)); err != nil {
 			return fmt.Errorf("store: revoke token: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at <> 0 AND expires_at < $1`, time.Now().Add(-24*time.Hour).UnixNano()); err != nil {

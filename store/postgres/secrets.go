@@ -8,26 +8,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 var _ store.SecretStore = (*Store)(nil)
 
-const secretColumns = `name, master_key_id, wrapped_key, ciphertext, created_at, updated_at`
-
-func scanSecret(row pgx.Row) (*store.Secret, error) {
-	var s store.Secret
-	var created, updated int64
-	if err := row.Scan(&s.Name, &s.MasterKeyID, &s.WrappedKey, &s.Ciphertext, &created, &updated); err != nil {
-		return nil, err
-	}
-	s.CreatedAt, s.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
-	return &s, nil
-}
-
 // PutSecret implements store.SecretStore.
 func (s *Store) PutSecret(ctx context.Context, sec *store.Secret) error {
 	now := time.Now().UnixNano()
-	_, err := s.pool.Exec(ctx, `INSERT INTO secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+	_, err := s.pool.Exec(ctx, `INSERT INTO secrets (`+codec.SecretColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (name) DO UPDATE SET master_key_id = excluded.master_key_id, wrapped_key = excluded.wrapped_key,
 			ciphertext = excluded.ciphertext, updated_at = excluded.updated_at`,
 		sec.Name, sec.MasterKeyID, sec.WrappedKey, sec.Ciphertext, now, now)
@@ -39,7 +28,7 @@ func (s *Store) PutSecret(ctx context.Context, sec *store.Secret) error {
 
 // GetSecret implements store.SecretStore.
 func (s *Store) GetSecret(ctx context.Context, name string) (*store.Secret, error) {
-	sec, err := scanSecret(s.pool.QueryRow(ctx, `SELECT `+secretColumns+` FROM secrets WHERE name = $1`, name))
+	sec, err := codec.ScanSecret(s.pool.QueryRow(ctx, `SELECT `+codec.SecretColumns+` FROM secrets WHERE name = $1`, name))
 	if err != nil {
 		return nil, notFound(err, "get secret")
 	}
@@ -48,8 +37,8 @@ func (s *Store) GetSecret(ctx context.Context, name string) (*store.Secret, erro
 
 // ListSecrets implements store.SecretStore.
 func (s *Store) ListSecrets(ctx context.Context) ([]*store.Secret, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+secretColumns+` FROM secrets ORDER BY name`)
-	return collect(rows, err, "list secrets", scanSecret)
+	rows, err := s.pool.Query(ctx, `SELECT `+codec.SecretColumns+` FROM secrets ORDER BY name`)
+	return collect(rows, err, "list secrets", codec.ScanSecret)
 }
 
 // DeleteSecret implements store.SecretStore.
@@ -63,8 +52,8 @@ func (s *Store) DeleteSecret(ctx context.Context, name string) error {
 func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(*store.Secret) (*store.Secret, error)) (int, error) {
 	n := 0
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+secretColumns+` FROM secrets ORDER BY name FOR UPDATE`)
-		all, err := collect(rows, err, "rewrap secrets", scanSecret)
+		rows, err := tx.Query(ctx, `SELECT `+codec.SecretColumns+` FROM secrets ORDER BY name FOR UPDATE`)
+		all, err := collect(rows, err, "rewrap secrets", codec.ScanSecret)
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -504,6 +505,7 @@ func Default() *Config {
 			SessionTimeout:    30 * time.Minute,
 		},
 		DataDir:  "./mcpguard-data",
+		Redis:    RedisConfig{OnFailure: "closed"},
 		Database: "",
 		Policies: PoliciesConfig{Dir: DefaultPolicyDir, TimeZone: "UTC", Tags: map[string][]string{}, ReloadInterval: 2 * time.Second},
 		Auth: AuthConfig{
@@ -654,10 +656,28 @@ func Check(path string) error {
 // file:/path, secret:NAME) and print as such; a malformed one, which might
 // be an inline secret, prints as [REDACTED].
 func Dump(w io.Writer, cfg *Config) error {
+	// The store and Redis URLs may carry a password (from the
+	// environment): print them without it.
+	c := *cfg
+	c.Store, c.Redis.URL = redactURL(c.Store), redactURL(c.Redis.URL)
+	cfg = &c
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(cfg); err != nil {
 		return fmt.Errorf("config: dump: %w", err)
 	}
 	return enc.Close()
+}
+
+// redactURL returns raw with any password replaced by [REDACTED]; a URL
+// that does not parse prints as [REDACTED] whole.
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[REDACTED]"
+	}
+	return u.Redacted()
 }

@@ -835,3 +835,23 @@ func TestDumpRedacts(t *testing.T) {
 		t.Fatalf("dump:\n%s", out)
 	}
 }
+
+// The store and Redis URLs print without their passwords, and the dumped
+// configuration keeps the rest of them.
+func TestDumpRedactsURLPasswords(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	cfg.Store = "postgres://mcpguard:pg-s3cret@db:5432/mcpguard?sslmode=require"
+	cfg.Redis.URL = "redis://:redis-s3cret@cache:6379/0"
+	var b strings.Builder
+	if err := Dump(&b, cfg); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "mcpguard:xxxxx@db:5432/mcpguard") || !strings.Contains(out, "cache:6379") {
+		t.Fatalf("dump:\n%s", out)
+	}
+	if cfg.Store != "postgres://mcpguard:pg-s3cret@db:5432/mcpguard?sslmode=require" {
+		t.Fatal("Dump changed the configuration it printed")
+	}
+}

@@ -369,6 +369,26 @@ rate_limit:
 	})
 }
 
+// TestReplicasSessionContinues is the skeleton of the last check of issue
+// 7: an MCP session created on replica A continues on replica B.
+//
+// TODO(sessions): MCP sessions live in the memory of the replica that
+// created them until the session registry (the sessions-bound-to-identity
+// work) lands in the store; then remove the Skip. Today B answers 404 for
+// A's session id.
+func TestReplicasSessionContinues(t *testing.T) {
+	t.Skip("TODO(sessions): needs the shared session registry; sessions are per replica today")
+	rs := startReplicas(t, "")
+	key, _ := createKey(t, rs.dir, "--name", "sessions", "--role", "viewer")
+	init := post(t, rs.mcpURL, on("a", bearer(key)), initBody)
+	h := on("b", bearer(key))
+	h.Set("Mcp-Session-Id", init.Header.Get("Mcp-Session-Id"))
+	h.Set("Mcp-Protocol-Version", "2025-06-18")
+	if resp := post(t, rs.mcpURL, h, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); resp.StatusCode != 200 {
+		t.Fatalf("replica B on replica A's session: %d", resp.StatusCode)
+	}
+}
+
 // headerRT sets one header on every request.
 type headerRT struct{ name, value string }
 

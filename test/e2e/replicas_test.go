@@ -118,6 +118,11 @@ server:
 oauth:
   allow_private_metadata_urls: true
 %s`, pg, rs.redis.url(), rs.lb.URL, extraYAML))
+	// `mcpguard migrate` prepares the empty database; the replicas then find
+	// nothing to apply.
+	if out, err := run(t, rs.dir, nil, "migrate"); err != nil || !strings.Contains(out, "PostgreSQL store: schema at version") {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
 	if out, err := runInput(t, rs.dir, nil, oauthPassword+"\n", "users", "add", oauthUser, "--role", "admin", "--password-stdin"); err != nil {
 		t.Fatalf("users add: %v\n%s", err, out)
 	}

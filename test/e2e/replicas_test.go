@@ -180,6 +180,7 @@ rate_limit:
   requests_per_minute: 1000
   tools:
     list_tables: {requests_per_minute: %d}
+  lockout: {max_failures: 20, window: 1m, duration: 1m}
 `, limit))
 	ctx := context.Background()
 	key, _ := createKey(t, rs.dir, "--name", "limited", "--role", "viewer")
@@ -370,6 +371,25 @@ rate_limit:
 		}
 		if !strings.Contains(rs.a.output.String(), "Redis is reachable again") {
 			t.Errorf("replica A did not log the recovery:\n%s", rs.a.output)
+		}
+	})
+
+	// Last: it locks this test's source address out of both replicas. The
+	// restarted Redis holds no failures yet (the earlier ones were lost with
+	// it), so exactly 20 lock the source.
+	t.Run("LockoutShared", func(t *testing.T) {
+		bad := bearer("mcp_0000000000000000_" + strings.Repeat("A", 43))
+		for i := range 20 { // failures alternate between the replicas
+			r := "ab"[i%2 : i%2+1]
+			got := post(t, rs.mcpURL, on(r, bad), initBody).StatusCode
+			if got != http.StatusUnauthorized && (i < 19 || got != http.StatusTooManyRequests) {
+				t.Fatalf("failure %d on %s: %d, want 401", i+1, r, got)
+			}
+		}
+		for _, r := range []string{"a", "b"} {
+			if got := post(t, rs.mcpURL, on(r, bearer(key)), initBody).StatusCode; got != http.StatusTooManyRequests {
+				t.Fatalf("replica %s after 20 failures spread over both: %d, want 429 (locked out)", r, got)
+			}
 		}
 	})
 }

@@ -1,7 +1,10 @@
-// Package codec converts between store records and the rows of the SQL
-// backends (store/sqlite, store/postgres), which share one schema shape:
-// times as int64 nanoseconds since 1970 (0 meaning unset), lists as JSON
-// text, digests and keys as blobs.
+// Package codec converts between store records and SQL rows in the schema
+// shape the SQL backends share: times as int64 nanoseconds since 1970 (0
+// meaning unset), lists as JSON text, digests and keys as blobs.
+// store/postgres uses it; store/sqlite still has its own copies of these
+// helpers (their switch to this package is a mechanical follow-up, left
+// out to keep this branch from conflicting with the session and gateway
+// work in store/sqlite).
 package codec
 
 import (

@@ -3,6 +3,8 @@ package guard
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +55,33 @@ type HTTPOptions struct {
 	// help, in which case the request continues and is refused in band with
 	// ACCESS DENIED as usual. Other principals are never asked about.
 	StepUp func(ctx context.Context, p *Principal, a Action, d Decision) []string
+	// ClientCerts, when set, authenticates the client certificates of
+	// mutual-TLS connections (a Credential of kind ClientCertificate);
+	// ClientCertMode says how it combines with tokens.
+	ClientCerts Authenticator
+	// ClientCertMode is how a client certificate and a token combine; the
+	// zero value ignores certificates (tokens only).
+	ClientCertMode ClientCertMode
 }
+
+// ClientCertMode says how mutual TLS combines with tokens.
+type ClientCertMode string
+
+// Client certificate modes.
+const (
+	// CertIgnored authenticates by token or API key only. A
+	// certificate-bound token still needs its certificate.
+	CertIgnored ClientCertMode = ""
+	// CertOnly authenticates by client certificate alone; a token is not
+	// needed and, when sent, is ignored.
+	CertOnly ClientCertMode = "mtls"
+	// CertAndToken needs both a valid, mapped client certificate and a
+	// valid token; the principal is the token's.
+	CertAndToken ClientCertMode = "mtls+token"
+	// CertOrToken takes a token when one is sent and the client
+	// certificate otherwise.
+	CertOrToken ClientCertMode = "either"
+)
 
 // DefaultMaxBodyBytes is the default request-body bound.
 const DefaultMaxBodyBytes = 1 << 20
@@ -299,9 +327,10 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	return true
 }
 
-// authenticateHTTP is the HTTP authentication stage: lockout, credential,
-// Authenticator. On refusal it writes the response and the audit record
-// (rec, completed) and returns ok=false.
+// authenticateHTTP is the HTTP authentication stage: lockout, client
+// certificate and credential (as ClientCertMode combines them),
+// Authenticator, certificate binding. On refusal it writes the response and
+// the audit record (rec, completed) and returns ok=false.
 func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *caller, rec *Record) (p *Principal, ok bool) {
 	ctx := r.Context()
 	source := netx.SourceKey(c.clientAddr)
@@ -314,32 +343,89 @@ func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *call
 			return nil, false
 		}
 	}
+	mode := g.HTTP.ClientCertMode
+	if g.HTTP.ClientCerts == nil {
+		mode = CertIgnored
+	}
+	cert := VerifiedClientCert(r)
 	cred, found := credentialFrom(r)
+	useCert := mode == CertOnly || mode == CertAndToken || (mode == CertOrToken && !found)
+	if useCert && cert == nil {
+		rec.Decision, rec.Reason = AuthFailed, "no client certificate"
+		g.record(ctx, rec, c)
+		g.challenge(w, "", "authentication required: connect with a client certificate issued by the trusted CA")
+		return nil, false
+	}
+	if useCert {
+		p, ok = g.authenticateWith(w, r, c, rec, source, Credential{Kind: ClientCertificate, Certificate: cert})
+		if !ok || mode != CertAndToken {
+			return p, ok
+		}
+	}
 	if !found {
 		rec.Decision, rec.Reason = AuthFailed, "no credentials"
 		g.record(ctx, rec, c)
 		g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
 		return nil, false
 	}
-	actx, endAuthn := g.stage(ctx, StageAuthenticate)
-	p, err := g.Authenticator.Authenticate(actx, cred)
-	endAuthn()
-	if err != nil {
-		if authFailure(rec, err) {
-			g.record(ctx, rec, c)
-			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
-			return nil, false
-		}
-		if g.Lockout != nil {
-			if wait, locked := g.Lockout.Failure(ctx, source); locked {
-				rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
-			}
-		}
+	p, ok = g.authenticateWith(w, r, c, rec, source, cred)
+	if !ok {
+		return nil, false
+	}
+	if p.BoundCertificate != "" && (cert == nil || subtle.ConstantTimeCompare([]byte(CertThumbprint(cert)), []byte(p.BoundCertificate)) != 1) {
+		// RFC 8705 §3: a certificate-bound token is only good with the
+		// certificate it was issued to.
+		rec.Decision, rec.Reason = AuthFailed, "certificate-bound token presented without its certificate"
+		c.principal = p
 		g.record(ctx, rec, c)
-		g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+		c.principal = nil
+		g.challenge(w, "invalid_token", "this token is bound to a client certificate: present it over mutual TLS")
 		return nil, false
 	}
 	return p, true
+}
+
+// authenticateWith runs the Authenticator (or, for a client certificate,
+// HTTPOptions.ClientCerts) on cred, with the lockout and audit of a
+// refusal.
+func (g *Guard) authenticateWith(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, source string, cred Credential) (*Principal, bool) {
+	ctx := r.Context()
+	authn := g.Authenticator
+	if cred.Kind == ClientCertificate {
+		authn = g.HTTP.ClientCerts
+	}
+	actx, endAuthn := g.stage(ctx, StageAuthenticate)
+	p, err := authn.Authenticate(actx, cred)
+	endAuthn()
+	if err == nil {
+		return p, true
+	}
+	if authFailure(rec, err) {
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
+		return nil, false
+	}
+	if g.Lockout != nil {
+		if wait, locked := g.Lockout.Failure(ctx, source); locked {
+			rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
+		}
+	}
+	g.record(ctx, rec, c)
+	if cred.Kind == ClientCertificate {
+		g.challenge(w, "invalid_client_certificate", "the client certificate is not accepted here")
+		return nil, false
+	}
+	g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+	return nil, false
+}
+
+// VerifiedClientCert returns the client certificate of r's connection when
+// the TLS handshake verified it against the trusted client CAs, else nil.
+func VerifiedClientCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
 }
 
 // RequirePrincipal returns middleware for mcpguard's own HTTP endpoints

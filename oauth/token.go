@@ -43,6 +43,9 @@ type grant struct {
 	// rotated is a refresh token the rotation already stored.
 	newFamily string
 	rotated   string
+	// x5t is the thumbprint of the client certificate of the token
+	// request's mutual-TLS connection (RFC 8705); "" when there was none.
+	x5t string
 }
 
 // tokenError is an RFC 6749 §5.2 error of the token endpoint.
@@ -132,6 +135,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, e.status, e.code, e.description)
 		return
 	}
+	if cert := guard.VerifiedClientCert(r); cert != nil {
+		// RFC 8705 §3: bind the access token to the certificate of the
+		// connection it was requested over.
+		g.x5t = guard.CertThumbprint(cert)
+	}
 	resp, jti, err := s.issue(r.Context(), g)
 	if err != nil {
 		s.logger.Error("oauth: issue token", "err", err)
@@ -142,6 +150,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	msg := gt + ": access token " + jti + " issued for " + resp.Scope
 	if resp.RefreshToken != "" {
 		msg += " with a refresh token"
+	}
+	if g.x5t != "" {
+		msg += ", bound to client certificate " + g.x5t
 	}
 	if s.audit(r, "oauth/token", g.subject, c.ID, guard.Allowed, msg) != nil {
 		// Not handed out, so not usable: take back what was stored.
@@ -382,6 +393,14 @@ type accessClaims struct {
 	// private claim: auth_time is the sign-in, which a step-up does not
 	// repeat).
 	MFATime int64 `json:"mfa_time,omitempty"`
+	// Cnf binds the token to a client certificate (RFC 8705).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the "cnf" claim of a certificate-bound token (RFC 8705
+// §3.1).
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
 }
 
 // issue signs an access token for g and, for a new family, stores a
@@ -401,6 +420,9 @@ func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, e
 	}
 	if claims.Roles == nil {
 		claims.Roles = []string{}
+	}
+	if g.x5t != "" {
+		claims.Cnf = &confirmation{X5tS256: g.x5t}
 	}
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()

@@ -618,6 +618,22 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 			break
 		}
 	}
+	if v, ok := raw["cnf"]; ok {
+		// RFC 8705 §3.1: a certificate-bound token; guard.HTTPMiddleware
+		// refuses it without that certificate.
+		var cnf struct {
+			X5tS256 string `json:"x5t#S256"`
+		}
+		if err := json.Unmarshal(v, &cnf); err != nil {
+			return nil, tv, refusal("jwt: malformed cnf claim")
+		}
+		if cnf.X5tS256 == "" {
+			// A key this server cannot check the proof of (DPoP "jkt"):
+			// accepting the token unbound would defeat the binding.
+			return nil, tv, refusal("jwt: token bound by an unsupported confirmation method")
+		}
+		p.BoundCertificate = cnf.X5tS256
+	}
 	for _, name := range a.clientIDs {
 		var s string
 		if v, ok := raw[name]; ok && json.Unmarshal(v, &s) == nil && s != "" {

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/internal/tlsx"
 	"github.com/mcpguard/mcpguard/policy"
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
@@ -108,8 +110,10 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	hup := &hupReloader{}
+	hup.listen(ctx, logger)
 	if set, ok := g.Authorizer.(*policy.Set); ok {
-		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger)
+		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger, hup)
 	}
 	obs, err := newObservability(cfg, logger)
 	if err != nil {
@@ -209,7 +213,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if cfg.Admin.Enabled {
 		ok("Admin page at /admin/ for roles %s", strings.Join(cfg.Admin.Roles, ", "))
 	}
-	return serveHTTP(ctx, cfg, st, res, g, rbac, obs, server, o, logger)
+	return serveHTTP(ctx, cfg, st, res, g, rbac, obs, server, o, logger, hup)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -227,7 +231,15 @@ func stdioCredential(env func(string) (string, bool)) *guard.Credential {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger, hup *hupReloader) error {
+	tlsCfg, err := setupTLS(ctx, cfg, g, hup, logger)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		Logger:              logger,
 		SessionTimeout:      cfg.Server.SessionTimeout,
@@ -238,10 +250,15 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	defer ln.Close()
+	addr := ln.Addr().String()
+	ln = netx.LimitListener(ln, cfg.Server.MaxConnections)
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	// The OAuth issuer and resource URL need the address clients reach:
 	// server.public_url, or the listener's (its port is known only now
 	// when server.addr asks for port 0).
-	base := "http://" + ln.Addr().String()
+	base := scheme + "://" + addr
 	if cfg.Server.PublicURL != "" {
 		base = cfg.BaseURL()
 	}
@@ -288,13 +305,14 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		http.Error(w, fmt.Sprintf("not found: the MCP endpoint is %s", cfg.Server.Path), http.StatusNotFound)
 	})
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           tlsx.HSTS(mux),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	url := "http://" + ln.Addr().String() + cfg.Server.Path
+	url := scheme + "://" + addr + cfg.Server.Path
 	fmt.Fprintf(o.Status, "Server ready on %s\n", url)
 	if o.Ready != nil {
 		o.Ready(url)

@@ -159,6 +159,63 @@ type ServerConfig struct {
 	// the canonical resource URL tokens must be issued for. Empty means
 	// http://<addr>.
 	PublicURL string `yaml:"public_url"`
+	// TLS serves HTTPS, and configures mutual TLS, when Cert and Key are
+	// set.
+	TLS TLSConfig `yaml:"tls"`
+	// SessionTTL is the absolute lifetime of an MCP session, however
+	// active. Default 24h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MaxSessionsPerPrincipal caps the live MCP sessions of one principal;
+	// a new session evicts the oldest. Default 16.
+	MaxSessionsPerPrincipal int `yaml:"max_sessions_per_principal"`
+	// MaxConnections caps the concurrent connections to the listener;
+	// further connections wait for a free slot. Default 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxStreamsPerPrincipal caps the concurrent requests (streams) of one
+	// principal on the MCP endpoint; more get 429. Default 32.
+	MaxStreamsPerPrincipal int `yaml:"max_streams_per_principal"`
+}
+
+// TLSConfig configures HTTPS and mutual TLS. The files are re-read when
+// they change and on SIGHUP.
+type TLSConfig struct {
+	// Cert and Key are PEM files: the server certificate (with its chain)
+	// and its private key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA is a PEM file of the CAs client certificates must chain
+	// to; setting it enables mutual TLS.
+	ClientCA string `yaml:"client_ca"`
+	// ClientAuth is how client certificates combine with tokens: "mtls"
+	// (certificate only), "mtls+token" (both must pass; the principal is
+	// the token's) or "either" (a token when sent, else the certificate).
+	// Default "either" when ClientCA is set.
+	ClientAuth string `yaml:"client_auth"`
+	// PinnedFingerprints, when set, are the only client certificates
+	// accepted (SHA-256, hex).
+	PinnedFingerprints []string `yaml:"pinned_fingerprints"`
+	// Identities map client certificates to principals; a certificate
+	// matching none is refused.
+	Identities []CertIdentity `yaml:"identities"`
+	// ReloadInterval is how often the files are checked for changes.
+	// Default 5s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// CertIdentity maps client certificates to a principal: exactly one of
+// CommonName, DNSName, URI (such as a SPIFFE ID) and Fingerprint selects
+// them.
+type CertIdentity struct {
+	// Subject is the principal's name; empty means the matched value.
+	Subject     string   `yaml:"subject"`
+	CommonName  string   `yaml:"common_name"`
+	DNSName     string   `yaml:"dns_name"`
+	URI         string   `yaml:"uri"`
+	Fingerprint string   `yaml:"fingerprint"`
+	Roles       []string `yaml:"roles"`
 }
 
 // AuthConfig configures authentication. At least one method must be
@@ -475,6 +532,12 @@ func Default() *Config {
 			ReadTimeout:       30 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			SessionTimeout:    30 * time.Minute,
+			SessionTTL:        24 * time.Hour,
+			TLS:               TLSConfig{ReloadInterval: 5 * time.Second},
+
+			MaxSessionsPerPrincipal: 16,
+			MaxConnections:          1024,
+			MaxStreamsPerPrincipal:  32,
 		},
 		DataDir:  "./mcpguard-data",
 		Database: "",
@@ -564,11 +627,14 @@ func Default() *Config {
 // tokens must be issued for (RFC 8707).
 func (c *Config) ResourceURL() string { return c.BaseURL() + c.Server.Path }
 
-// BaseURL is server.public_url, or http://<server.addr> when it is empty,
-// without a trailing slash.
+// BaseURL is server.public_url, or http(s)://<server.addr> when it is
+// empty, without a trailing slash.
 func (c *Config) BaseURL() string {
 	if c.Server.PublicURL != "" {
 		return strings.TrimSuffix(c.Server.PublicURL, "/")
+	}
+	if c.Server.TLS.Enabled() {
+		return "https://" + c.Server.Addr
 	}
 	return "http://" + c.Server.Addr
 }

@@ -87,7 +87,7 @@ func run(t *testing.T, dir string, env []string, args ...string) (string, error)
 	return string(out), err
 }
 
-var readyRE = regexp.MustCompile(`Server ready on (http://\S+)`)
+var readyRE = regexp.MustCompile(`Server ready on (https?://\S+)`)
 var demoKeyRE = regexp.MustCompile(`(?m)^\s+(admin|developer|viewer)\s+(mcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43})$`)
 
 // start runs `mcpguard serve --addr 127.0.0.1:0 args...` in dir (a new

@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+
+	"github.com/mcpguard/mcpguard/authn/mtls"
+	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/internal/tlsx"
+)
+
+// setupTLS loads server.tls, watches its files (and SIGHUP, through hup)
+// for reloads, and configures g for mutual TLS. It returns nil when HTTPS
+// is not configured.
+func setupTLS(ctx context.Context, cfg *config.Config, g *guard.Guard, hup *hupReloader, logger *slog.Logger) (*tls.Config, error) {
+	t := cfg.Server.TLS
+	if !t.Enabled() {
+		return nil, nil
+	}
+	mode := guard.ClientCertMode(t.ClientAuth)
+	r, err := tlsx.New(tlsx.Files{
+		Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA,
+		RequireClientCert: mode == guard.CertOnly || mode == guard.CertAndToken,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	if t.ClientCA != "" {
+		mc := mtls.Config{PinnedFingerprints: t.PinnedFingerprints}
+		for _, id := range t.Identities {
+			mc.Identities = append(mc.Identities, mtls.Identity{
+				Subject: id.Subject, Roles: id.Roles, CommonName: id.CommonName,
+				DNSName: id.DNSName, URI: id.URI, Fingerprint: id.Fingerprint,
+			})
+		}
+		a, err := mtls.New(mc)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		g.HTTP.ClientCerts, g.HTTP.ClientCertMode = a, mode
+	}
+	go r.Watch(ctx, t.ReloadInterval, logger)
+	hup.Add("TLS certificates", r.Reload)
+	return r.Config(), nil
+}

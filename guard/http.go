@@ -19,6 +19,7 @@ import (
 	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // HTTPOptions configure HTTPMiddleware.
@@ -62,6 +63,16 @@ type HTTPOptions struct {
 	// ClientCertMode is how a client certificate and a token combine; the
 	// zero value ignores certificates (tokens only).
 	ClientCertMode ClientCertMode
+	// Sessions, when set, binds MCP sessions of the session-based (2025)
+	// revisions to their owner: a session id presented by another
+	// principal gets 404 and a DENIED audit record ("session hijack
+	// attempt"), an unknown or terminated one 404, and a request other
+	// than initialize without a session id 400. The handler must issue
+	// session ids only on responses that pass through this middleware.
+	Sessions SessionRegistry
+	// MaxStreamsPerPrincipal caps the concurrent requests (open streams)
+	// of one principal; more get 429. Zero means no cap.
+	MaxStreamsPerPrincipal int
 }
 
 // ClientCertMode says how mutual TLS combines with tokens.
@@ -186,6 +197,7 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 	if bodyTimeout <= 0 {
 		bodyTimeout = 30 * time.Second
 	}
+	streams := &streamLimiter{max: g.HTTP.MaxStreamsPerPrincipal, n: map[string]int{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SecurityHeaders(w.Header())
 		ctx := r.Context()
@@ -244,6 +256,21 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "invalid_request", parseErr.Error())
 			return
 		}
+		version := r.Header.Get("Mcp-Protocol-Version")
+		if !validVersion(version) {
+			rec.Decision, rec.Reason = Denied, "unsupported MCP-Protocol-Version "+sanitize(version, 40)
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusBadRequest, "invalid_request", "unsupported MCP-Protocol-Version; supported: "+strings.Join(mcp.SupportedProtocolVersions(), ", "))
+			return
+		}
+		if !streams.acquire(p.ID()) {
+			rec.Decision, rec.Reason = RateLimited, fmt.Sprintf("more than %d concurrent requests", streams.max)
+			g.record(ctx, rec, c)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d concurrent requests per caller; retry when one ends", streams.max))
+			return
+		}
+		defer streams.release(p.ID())
 		tool := ""
 		if env.method == "tools/call" {
 			tool = env.tool
@@ -264,6 +291,13 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
 			return
 		}
+		// Sessions are checked after the rate limit, so that probing
+		// session ids costs the prober its quota.
+		sid := r.Header.Get("Mcp-Session-Id")
+		useSessions := g.HTTP.Sessions != nil && sessionful(version)
+		if useSessions && !g.checkSession(w, r, c, rec, sid, env) {
+			return
+		}
 		c.charge(tool)
 		if g.stepUp(w, r, c, rec, env) {
 			return
@@ -276,8 +310,79 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.ContentLength = int64(len(body))
 		}
-		inject.ServeHTTP(w, r2)
+		if !useSessions {
+			inject.ServeHTTP(w, r2)
+			return
+		}
+		sw := &sessionWriter{ResponseWriter: w, onHeader: func(status int) bool {
+			return g.sessionResponse(w, r, c, sid, status)
+		}}
+		inject.ServeHTTP(sw, r2)
 	})
+}
+
+// checkSession applies the session binding to a request of a session-based
+// revision. It reports whether the request may go on; otherwise it has
+// answered and audited.
+func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, sid string, env envelope) bool {
+	ctx := r.Context()
+	if sid == "" {
+		if r.Method == http.MethodPost && env.method != "initialize" {
+			rec.Decision, rec.Reason = Denied, "missing Mcp-Session-Id"
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusBadRequest, "invalid_request", "missing Mcp-Session-Id: send initialize first and then the session id it returned")
+			return false
+		}
+		return true // initialize; GET and DELETE are refused by the handler
+	}
+	owner, err := g.HTTP.Sessions.Owner(ctx, sid)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		rec.Decision, rec.Reason = Denied, "unknown or terminated session"
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
+		return false
+	case err != nil:
+		rec.Decision, rec.Reason = Failed, "session registry unavailable: "+err.Error()
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "sessions cannot be checked right now; try again later")
+		return false
+	case subtle.ConstantTimeCompare([]byte(owner), []byte(SessionOwner(c.principal))) != 1:
+		// Answered like an unknown session, so that the id's existence is
+		// not confirmed to someone else.
+		rec.Decision, rec.Reason = Denied, "session hijack attempt"
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
+		return false
+	}
+	return true
+}
+
+// sessionResponse runs as the handler's response header is written: it
+// registers a session the handler just opened, and records the end of one
+// it closed. It returns false when it answered instead (the session could
+// not be registered, so it must not be used).
+func (g *Guard) sessionResponse(w http.ResponseWriter, r *http.Request, c *caller, sid string, status int) bool {
+	ctx := r.Context()
+	if sid != "" {
+		if r.Method == http.MethodDelete && status < 300 {
+			if err := g.HTTP.Sessions.Close(ctx, sid); err != nil {
+				g.logger().Warn("session: recording the end of a session failed", "err", err)
+			}
+		}
+		return true
+	}
+	id := w.Header().Get("Mcp-Session-Id")
+	if id == "" || status >= 300 {
+		return true
+	}
+	if err := g.HTTP.Sessions.Open(ctx, id, c.principal); err != nil {
+		g.logger().Error("session: registering a new session failed", "err", err)
+		w.Header().Del("Mcp-Session-Id")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session could not be opened; try again later")
+		return false
+	}
+	return true
 }
 
 // stepUp answers a call the caller's token does not cover, but a token with

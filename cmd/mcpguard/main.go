@@ -86,8 +86,8 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.AddCommand(loginCmd(), connectCmd()) // remote servers: mcpclient
-	cmd.AddCommand(certsCmd())               // development TLS certificates
+	cmd.AddCommand(loginCmd(), connectCmd())   // remote servers: mcpclient
+	cmd.AddCommand(certsCmd(), sessionsCmd(g)) // TLS certificates, MCP sessions
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
 	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), &cobra.Command{

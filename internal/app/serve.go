@@ -138,7 +138,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}()
 	g.Audit = auditstore.Tee(sink, index)
 
-	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger, GetSessionID: guard.NewSessionID})
 	transport := "http"
 	if o.Stdio {
 		transport = "stdio"
@@ -240,11 +240,10 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 	if tlsCfg != nil {
 		scheme = "https"
 	}
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
-		Logger:              logger,
-		SessionTimeout:      cfg.Server.SessionTimeout,
-		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
-	})
+	handler, err := mcpHandler(ctx, cfg, st, g, server, logger)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)

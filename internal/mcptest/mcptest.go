@@ -36,11 +36,19 @@ func (rt HeaderTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // every request, without retries. The session is closed when the test ends.
 func Connect(t testing.TB, url string, h http.Header) (*mcp.ClientSession, error) {
 	t.Helper()
+	return ConnectVersion(t, url, h, "")
+}
+
+// ConnectVersion is Connect asking for MCP protocol revision version
+// ("": go-sdk's latest, the sessionless 2026-07-28; "2025-11-25" or
+// "2025-06-18": a session-based revision).
+func ConnectVersion(t testing.TB, url string, h http.Header, version string) (*mcp.ClientSession, error) {
+	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpguard-test", Version: "1"}, nil)
 	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: HeaderTransport{Header: h}}, MaxRetries: -1}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cs, err := client.Connect(ctx, tr, nil)
+	cs, err := client.Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err == nil {
 		t.Cleanup(func() { cs.Close() })
 	}

@@ -140,6 +140,19 @@ var migrations = []string{
 		created_at    INTEGER NOT NULL,
 		updated_at    INTEGER NOT NULL
 	);`,
+	// The MCP session registry (store.SessionStore).
+	`CREATE TABLE mcp_sessions (
+		id         TEXT PRIMARY KEY,
+		owner      TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		client_id  TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		revoked_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mcp_sessions_owner ON mcp_sessions (owner, created_at);
+	CREATE INDEX mcp_sessions_subject ON mcp_sessions (subject);`,
 }
 
 // Store is a store.Store on a SQLite file.

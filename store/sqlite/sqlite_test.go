@@ -74,3 +74,14 @@ func TestSecretsConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestSessionsConformance(t *testing.T) {
+	storetest.RunSessions(t, func(t *testing.T) store.SessionStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

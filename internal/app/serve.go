@@ -303,8 +303,14 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		guard.SecurityHeaders(w.Header())
 		http.Error(w, fmt.Sprintf("not found: the MCP endpoint is %s", cfg.Server.Path), http.StatusNotFound)
 	})
+	var root http.Handler = mux
+	if hosts, check := hostAllowList(cfg, addr); check {
+		root = netx.AllowHosts(hosts, mux)
+	} else {
+		fmt.Fprintf(o.Status, "[WARN] Listening on all interfaces without server.public_url or server.allowed_hosts: Host headers are not checked (DNS rebinding)\n")
+	}
 	srv := &http.Server{
-		Handler:           tlsx.HSTS(mux),
+		Handler:           tlsx.HSTS(root),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 
 	"github.com/mcpguard/mcpguard/authn/mtls"
 	"github.com/mcpguard/mcpguard/guard"
@@ -45,4 +47,26 @@ func setupTLS(ctx context.Context, cfg *config.Config, g *guard.Guard, hup *hupR
 	go r.Watch(ctx, t.ReloadInterval, logger)
 	hup.Add("TLS certificates", r.Reload)
 	return r.Config(), nil
+}
+
+// hostAllowList is the Host header values the listener answers besides
+// loopback names: server.allowed_hosts, public_url's host and the
+// listener's own host. check is false when the listener is on all
+// interfaces with neither public_url nor allowed_hosts set: the names
+// clients use are unknown then.
+func hostAllowList(cfg *config.Config, addr string) (hosts []string, check bool) {
+	hosts = append(hosts, cfg.Server.AllowedHosts...)
+	if cfg.Server.PublicURL != "" {
+		if u, err := url.Parse(cfg.Server.PublicURL); err == nil {
+			hosts = append(hosts, u.Host)
+		}
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return hosts, len(hosts) > 0
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return hosts, len(hosts) > 0
+	}
+	return append(hosts, host), true
 }

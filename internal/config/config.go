@@ -171,6 +171,11 @@ type ServerConfig struct {
 	// MaxConnections caps the concurrent connections to the listener;
 	// further connections wait for a free slot. Default 1024.
 	MaxConnections int `yaml:"max_connections"`
+	// AllowedHosts are Host header values (names or IPs; ports ignored)
+	// accepted besides loopback names, public_url's host and addr's host.
+	// When addr listens on all interfaces and public_url is empty, Host is
+	// not checked unless this is set.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// MaxStreamsPerPrincipal caps the concurrent requests (streams) of one
 	// principal on the MCP endpoint; more get 429. Default 32.
 	MaxStreamsPerPrincipal int `yaml:"max_streams_per_principal"`

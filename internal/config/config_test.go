@@ -191,7 +191,7 @@ func TestErrors(t *testing.T) {
 		{"empty data_dir", "data_dir: \"\"\n",
 			"mcpguard.yaml:1: data_dir: must not be empty"},
 		{"unknown field", "server:\n  addr: 127.0.0.1:8080\n  adress: x\n",
-			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url, tls, session_ttl, max_sessions_per_principal, max_connections, max_streams_per_principal)"},
+			"mcpguard.yaml:3: server.adress: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url, tls, session_ttl, max_sessions_per_principal, max_connections, allowed_hosts, max_streams_per_principal)"},
 		{"unknown top-level field", "# comment\n\nlogging: debug\n",
 			"mcpguard.yaml:3: logging: unknown field (valid fields here: server, data_dir, database, auth, roles, users, tool_permissions, rate_limit, audit, metrics, tracing, admin, oauth, secrets, policies)"},
 		{"unknown field in flow mapping", "roles:\n  viewer: {permissions: [\"tools:call:query\"], inherit: []}\ntool_permissions: {}\n",
@@ -392,7 +392,7 @@ audit:
 	}
 	want := []string{
 		"mcpguard.yaml:2: server.path: must start with /",
-		"mcpguard.yaml:3: server.bogus: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url, tls, session_ttl, max_sessions_per_principal, max_connections, max_streams_per_principal)",
+		"mcpguard.yaml:3: server.bogus: unknown field (valid fields here: addr, path, allowed_origins, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, idle_timeout, session_timeout, public_url, tls, session_ttl, max_sessions_per_principal, max_connections, allowed_hosts, max_streams_per_principal)",
 		"mcpguard.yaml:5: rate_limit.requests_per_minute: must be an integer",
 		"mcpguard.yaml:6: rate_limit.burst: must not be negative",
 		"mcpguard.yaml:8: auth.jwt.issuer: required when auth.jwt.enabled is true",

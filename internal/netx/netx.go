@@ -116,3 +116,30 @@ func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
+
+// hostName is host without its port and brackets, lower case.
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.Trim(host, "[]"))
+}
+
+// AllowHosts returns middleware that answers 403 to a request whose Host
+// header names neither one of hosts (names or IPs, ports ignored) nor a
+// loopback name. It defeats DNS rebinding: a page on an attacker's domain
+// that resolves to this server still sends the attacker's Host.
+func AllowHosts(hosts []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		allowed[hostName(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed[hostName(r.Host)] && !IsLoopbackHost(r.Host) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			http.Error(w, "forbidden: this Host is not served here (add it to server.allowed_hosts)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -446,4 +447,40 @@ func jwtClaims(t *testing.T, token string) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestCertificateReloadOnSIGHUP replaces the certificates while the file
+// watcher is too slow to notice, and reloads them with SIGHUP (the signal
+// that also reloads the policies).
+func TestCertificateReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	pki := certsInit(t, dir)
+	cfg := writeConfig(t, dir, strings.Replace(pki.tlsConfigYAML("either", ""), "reload_interval: 200ms", "reload_interval: 1h", 1))
+	s := start(t, dir, nil, "--config", cfg, "--demo")
+	before := serverCert(t, pki, s.url)
+	if out, err := run(t, dir, nil, "certs", "init", "--dir", "certs", "--force"); err != nil {
+		t.Fatalf("certs init --force: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if after := serverCert(t, pki, s.url); !after.Equal(before) {
+		t.Fatal("certificate changed before SIGHUP: the test does not test the signal")
+	}
+	if err := s.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	pki2 := &devPKI{dir: pki.dir, roots: x509.NewCertPool()}
+	pki2.roots.AddCert(readCert(t, filepath.Join(pki.dir, "ca.pem")))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if after, err := serverCertErr(pki2, s.url); err == nil && !after.Equal(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reloaded on SIGHUP; output:\n%s", s.output)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(s.output.String(), "SIGHUP: TLS certificates reloaded") || !strings.Contains(s.output.String(), "SIGHUP: policies reloaded") {
+		t.Fatalf("one SIGHUP did not reload both policies and certificates:\n%s", s.output)
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/internal/app"
+	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func certsCmd() *cobra.Command {
@@ -27,4 +29,30 @@ func certsCmd() *cobra.Command {
 	initCmd.Flags().BoolVar(&o.Force, "force", false, "replace existing files")
 	cmd.AddCommand(initCmd)
 	return cmd
+}
+
+// tlsFlags are serve's HTTPS and mutual-TLS flags; each overrides its
+// server.tls setting when given.
+type tlsFlags struct{ cert, key, clientCA, clientAuth string }
+
+func (t *tlsFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&t.cert, "tls-cert", "", "serve HTTPS with this PEM certificate (overrides server.tls.cert)")
+	f.StringVar(&t.key, "tls-key", "", "PEM private key of --tls-cert (overrides server.tls.key)")
+	f.StringVar(&t.clientCA, "client-ca", "", "PEM CAs of client certificates: enables mutual TLS (overrides server.tls.client_ca)")
+	f.StringVar(&t.clientAuth, "client-auth", "", "mtls, mtls+token or either (overrides server.tls.client_auth; default either)")
+}
+
+func (t *tlsFlags) apply(c *config.TLSConfig) {
+	if t.cert != "" {
+		c.Cert = t.cert
+	}
+	if t.key != "" {
+		c.Key = t.key
+	}
+	if t.clientCA != "" {
+		c.ClientCA = t.clientCA
+	}
+	if t.clientAuth != "" {
+		c.ClientAuth = t.clientAuth
+	}
 }

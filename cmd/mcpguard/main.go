@@ -101,6 +101,7 @@ func root() *cobra.Command {
 func serveCmd(g *globals) *cobra.Command {
 	var demo, stdio bool
 	var addr, auditLog, database string
+	var tlsFlags tlsFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
@@ -115,6 +116,7 @@ func serveCmd(g *globals) *cobra.Command {
 			if database != "" {
 				cfg.Database = database
 			}
+			tlsFlags.apply(&cfg.Server.TLS)
 			return app.Serve(c.Context(), app.ServeOptions{
 				Config: cfg, Demo: demo, Stdio: stdio,
 				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
@@ -127,6 +129,7 @@ func serveCmd(g *globals) *cobra.Command {
 	f.StringVar(&addr, "addr", "", "listen address (overrides server.addr; default 127.0.0.1:8080)")
 	f.StringVar(&auditLog, "audit-log", "", `audit log file, "-" for stderr (overrides audit.log)`)
 	f.StringVar(&database, "database", "", "SQLite database for the built-in tools (overrides database)")
+	tlsFlags.register(f)
 	return cmd
 }
 

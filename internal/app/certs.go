@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mcpguard/mcpguard/authn/mtls"
@@ -60,7 +61,7 @@ func CertsInit(out io.Writer, o CertsOptions) error {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
-	names := []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem"}
+	names := []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "mtls.yaml"}
 	for _, id := range demoIdentities {
 		names = append(names, id+".pem", id+"-key.pem")
 	}
@@ -127,12 +128,17 @@ func CertsInit(out io.Writer, o CertsOptions) error {
 	for _, id := range demoIdentities {
 		fmt.Fprintf(out, "  %-29s client certificate CN=%s, URI spiffe://%s/user/%s, SHA-256 %s\n", id+".pem, "+id+"-key.pem", id, SPIFFETrustDomain, id, fingerprints[id])
 	}
-	fmt.Fprintln(out, "\nServe HTTPS with mutual TLS with this in mcpguard.yaml:")
-	fmt.Fprintf(out, "server:\n  tls:\n    cert: %s\n    key: %s\n    client_ca: %s\n    client_auth: either   # mtls | mtls+token | either\n    identities:\n",
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "# Written by `mcpguard certs init`: HTTPS with mutual TLS for the demo identities.\nserver:\n  tls:\n    cert: %s\n    key: %s\n    client_ca: %s\n    client_auth: either   # mtls | mtls+token | either\n    identities:\n",
 		filepath.Join(abs, "server.pem"), filepath.Join(abs, "server-key.pem"), filepath.Join(abs, "ca.pem"))
 	for _, id := range demoIdentities {
-		fmt.Fprintf(out, "      - uri: spiffe://%s/user/%s\n        subject: %s\n        roles: [%s]\n", SPIFFETrustDomain, id, id, id)
+		fmt.Fprintf(&cfg, "      - uri: spiffe://%s/user/%s\n        subject: %s\n        roles: [%s]\n", SPIFFETrustDomain, id, id, id)
 	}
+	cfgPath := filepath.Join(o.Dir, "mtls.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	fmt.Fprintf(out, "\nA configuration using them is in %s:\n  mcpguard serve --demo --config %s\n\n%s", cfgPath, cfgPath, cfg.String())
 	return nil
 }
 

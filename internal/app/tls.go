@@ -22,6 +22,15 @@ func setupTLS(ctx context.Context, cfg *config.Config, g *guard.Guard, hup *hupR
 	if !t.Enabled() {
 		return nil, nil
 	}
+	if t.ClientCA != "" && t.ClientAuth == "" {
+		t.ClientAuth = string(guard.CertOrToken)
+	}
+	switch mode := guard.ClientCertMode(t.ClientAuth); {
+	case t.ClientCA == "" && mode != guard.CertIgnored:
+		return nil, fmt.Errorf("server.tls.client_auth %q needs a client CA (--client-ca or server.tls.client_ca)", t.ClientAuth)
+	case mode != guard.CertIgnored && mode != guard.CertOnly && mode != guard.CertAndToken && mode != guard.CertOrToken:
+		return nil, fmt.Errorf("server.tls.client_auth must be mtls, mtls+token or either, not %q", t.ClientAuth)
+	}
 	mode := guard.ClientCertMode(t.ClientAuth)
 	r, err := tlsx.New(tlsx.Files{
 		Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA,

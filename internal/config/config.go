@@ -538,7 +538,8 @@ func Default() *Config {
 			IdleTimeout:       120 * time.Second,
 			SessionTimeout:    30 * time.Minute,
 			SessionTTL:        24 * time.Hour,
-			TLS:               TLSConfig{ReloadInterval: 5 * time.Second},
+			TLS:               TLSConfig{ReloadInterval: 5 * time.Second, PinnedFingerprints: []string{}, Identities: []CertIdentity{}},
+			AllowedHosts:      []string{},
 
 			MaxSessionsPerPrincipal: 16,
 			MaxConnections:          1024,

@@ -133,9 +133,6 @@ func (v *validator) tls(p path, t *TLSConfig) {
 	}
 	switch t.ClientAuth {
 	case "":
-		if t.ClientCA != "" {
-			t.ClientAuth = "either"
-		}
 	case "mtls", "mtls+token", "either":
 		if t.ClientCA == "" {
 			v.add(p.field("client_auth"), "needs client_ca, the CAs client certificates are verified against")

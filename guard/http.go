@@ -335,10 +335,17 @@ func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, 
 		}
 		return true // initialize; GET and DELETE are refused by the handler
 	}
-	owner, err := g.HTTP.Sessions.Owner(ctx, sid)
+	err := g.HTTP.Sessions.Use(ctx, sid, SessionOwner(c.principal))
 	switch {
 	case errors.Is(err, ErrSessionNotFound):
 		rec.Decision, rec.Reason = Denied, "unknown or terminated session"
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
+		return false
+	case errors.Is(err, ErrSessionOwner):
+		// Answered like an unknown session, so that the id's existence is
+		// not confirmed to someone else.
+		rec.Decision, rec.Reason = Denied, "session hijack attempt"
 		g.record(ctx, rec, c)
 		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
 		return false
@@ -346,13 +353,6 @@ func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, 
 		rec.Decision, rec.Reason = Failed, "session registry unavailable: "+err.Error()
 		g.record(ctx, rec, c)
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "sessions cannot be checked right now; try again later")
-		return false
-	case subtle.ConstantTimeCompare([]byte(owner), []byte(SessionOwner(c.principal))) != 1:
-		// Answered like an unknown session, so that the id's existence is
-		// not confirmed to someone else.
-		rec.Decision, rec.Reason = Denied, "session hijack attempt"
-		g.record(ctx, rec, c)
-		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
 		return false
 	}
 	return true

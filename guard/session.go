@@ -20,16 +20,24 @@ import (
 type SessionRegistry interface {
 	// Open records the new session id for its owner.
 	Open(ctx context.Context, id string, p *Principal) error
-	// Owner returns the owner of a live session (and records the use), or
-	// an error wrapping ErrSessionNotFound when the session is unknown,
-	// expired, idle too long, evicted or terminated.
-	Owner(ctx context.Context, id string) (string, error)
+	// Use checks that the live session id belongs to owner (a
+	// [SessionOwner] value) and records the use. It returns an error
+	// wrapping ErrSessionNotFound when the session is unknown, expired,
+	// idle too long, evicted or terminated, and ErrSessionOwner when it
+	// belongs to someone else (whose use is then not recorded).
+	Use(ctx context.Context, id, owner string) error
 	// Close terminates a session (HTTP DELETE).
 	Close(ctx context.Context, id string) error
 }
 
-// ErrSessionNotFound marks an unknown or terminated session.
-var ErrSessionNotFound = errors.New("session not found or terminated")
+// Session refusals.
+var (
+	// ErrSessionNotFound marks an unknown or terminated session.
+	ErrSessionNotFound = errors.New("session not found or terminated")
+	// ErrSessionOwner marks a session presented by a principal other
+	// than its owner.
+	ErrSessionOwner = errors.New("session belongs to another principal")
+)
 
 // SessionOwner is the binding of a session: the principal's ID (method,
 // issuer, subject: stable across token refreshes) and its OAuth client.

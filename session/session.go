@@ -11,6 +11,7 @@ package session
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -71,25 +72,28 @@ func (r *Registry) Open(ctx context.Context, id string, p *guard.Principal) erro
 	return nil
 }
 
-// Owner implements guard.SessionRegistry.
-func (r *Registry) Owner(ctx context.Context, id string) (string, error) {
+// Use implements guard.SessionRegistry.
+func (r *Registry) Use(ctx context.Context, id, owner string) error {
 	s, err := r.store.GetSession(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", guard.ErrSessionNotFound
+		return guard.ErrSessionNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("session: %w", err)
+		return fmt.Errorf("session: %w", err)
 	}
 	now := r.now()
 	if !s.Live(now, r.policy.Idle) {
-		return "", guard.ErrSessionNotFound
+		return guard.ErrSessionNotFound
+	}
+	if subtle.ConstantTimeCompare([]byte(s.Owner), []byte(owner)) != 1 {
+		return guard.ErrSessionOwner
 	}
 	if now.Sub(s.LastSeen) >= r.touchEvery {
 		if err := r.store.TouchSession(ctx, id, now); err != nil {
-			return "", fmt.Errorf("session: %w", err)
+			return fmt.Errorf("session: %w", err)
 		}
 	}
-	return s.Owner, nil
+	return nil
 }
 
 // Close implements guard.SessionRegistry.

@@ -37,14 +37,13 @@ func TestPolicy(t *testing.T) {
 	// Active use keeps the session past the inactivity timeout...
 	for range 5 {
 		clock = clock.Add(9 * time.Minute)
-		owner, err := r.Owner(ctx, "s1")
-		if err != nil || owner != guard.SessionOwner(alice) {
-			t.Fatalf("Owner after %v: %q %v", clock, owner, err)
+		if err := r.Use(ctx, "s1", guard.SessionOwner(alice)); err != nil {
+			t.Fatalf("Use after %v: %v", clock, err)
 		}
 	}
 	// ...but not past its absolute lifetime.
 	clock = clock.Add(16 * time.Minute) // 61 minutes after opening
-	if _, err := r.Owner(ctx, "s1"); !errors.Is(err, guard.ErrSessionNotFound) {
+	if err := r.Use(ctx, "s1", guard.SessionOwner(alice)); !errors.Is(err, guard.ErrSessionNotFound) {
 		t.Fatalf("after the TTL: %v", err)
 	}
 	// Idle too long.
@@ -52,7 +51,7 @@ func TestPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(11 * time.Minute)
-	if _, err := r.Owner(ctx, "s2"); !errors.Is(err, guard.ErrSessionNotFound) {
+	if err := r.Use(ctx, "s2", guard.SessionOwner(alice)); !errors.Is(err, guard.ErrSessionNotFound) {
 		t.Fatalf("idle session: %v", err)
 	}
 	// Close ends a session; closing an unknown one is not an error.
@@ -62,7 +61,7 @@ func TestPolicy(t *testing.T) {
 	if err := r.Close(ctx, "s3"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Owner(ctx, "s3"); !errors.Is(err, guard.ErrSessionNotFound) {
+	if err := r.Use(ctx, "s3", guard.SessionOwner(alice)); !errors.Is(err, guard.ErrSessionNotFound) {
 		t.Fatalf("closed session: %v", err)
 	}
 	if err := r.Close(ctx, "nope"); err != nil {
@@ -71,14 +70,24 @@ func TestPolicy(t *testing.T) {
 	// The same subject through another client is another owner.
 	other := *alice
 	other.ClientID = "c2"
-	if guard.SessionOwner(&other) == guard.SessionOwner(alice) {
-		t.Fatal("the client is not part of the binding")
+	if err := r.Open(ctx, "s4", alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Use(ctx, "s4", guard.SessionOwner(&other)); !errors.Is(err, guard.ErrSessionOwner) {
+		t.Fatalf("same subject, other client: %v, want ErrSessionOwner", err)
+	}
+	bob := &guard.Principal{Method: guard.MethodOAuth, Issuer: "https://as", Subject: "bob", ClientID: "c1"}
+	if err := r.Use(ctx, "s4", guard.SessionOwner(bob)); !errors.Is(err, guard.ErrSessionOwner) {
+		t.Fatalf("other subject: %v, want ErrSessionOwner", err)
+	}
+	if err := r.Use(ctx, "s4", guard.SessionOwner(alice)); err != nil {
+		t.Fatalf("owner: %v", err)
 	}
 }
 
-// BenchmarkOwner is the per-request cost of the session check (a store
+// BenchmarkUse is the per-request cost of the session check (a store
 // read; a write at most once a second per session).
-func BenchmarkOwner(b *testing.B) {
+func BenchmarkUse(b *testing.B) {
 	ctx := context.Background()
 	clock := time.Now()
 	r := open(b, session.Policy{TTL: time.Hour, Idle: 30 * time.Minute}, &clock)
@@ -87,9 +96,10 @@ func BenchmarkOwner(b *testing.B) {
 	if err := r.Open(ctx, id, p); err != nil {
 		b.Fatal(err)
 	}
+	owner := guard.SessionOwner(p)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Owner(ctx, id); err != nil {
+		if err := r.Use(ctx, id, owner); err != nil {
 			b.Fatal(err)
 		}
 	}

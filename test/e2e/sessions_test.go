@@ -196,15 +196,7 @@ func authCode(t *testing.T, s *server, user string) (access, refresh, clientID s
 	b := &oauthBrowser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	const redirect = "http://127.0.0.1:9/callback"
-	resp, err := http.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"client_name":"session test","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reg struct {
-		ClientID string `json:"client_id"`
-	}
-	json.NewDecoder(resp.Body).Decode(&reg)
-	resp.Body.Close()
+	reg := struct{ ClientID string }{registerPublicClient(t, base, "session test", redirect)}
 	verifier := strings.Repeat("v", 50)
 	sum := sha256.Sum256([]byte(verifier))
 	q := url.Values{"response_type": {"code"}, "client_id": {reg.ClientID}, "redirect_uri": {redirect}, "state": {"s1"},
@@ -221,7 +213,7 @@ func authCode(t *testing.T, s *server, user string) (access, refresh, clientID s
 	if err != nil || loc.Query().Get("code") == "" {
 		t.Fatalf("no code: %d %q\n%s", p.status, p.location, p.body)
 	}
-	resp, err = http.PostForm(base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {reg.ClientID}, "code": {loc.Query().Get("code")},
+	resp, err := http.PostForm(base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {reg.ClientID}, "code": {loc.Query().Get("code")},
 		"code_verifier": {verifier}, "redirect_uri": {redirect}, "resource": {s.url}})
 	if err != nil {
 		t.Fatal(err)
@@ -307,4 +299,22 @@ func TestSlowClientsCutOff(t *testing.T) {
 			t.Errorf("%s: connection held %v, want it cut within the timeout (1s headers, 2s body)", name, r.d)
 		}
 	}
+}
+
+// registerPublicClient registers a public OAuth client (DCR) and returns
+// its id.
+func registerPublicClient(t *testing.T, base, name, redirect string) string {
+	t.Helper()
+	resp, err := http.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"client_name":"`+name+`","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reg); err != nil || reg.ClientID == "" {
+		t.Fatalf("client registration: %d %v", resp.StatusCode, err)
+	}
+	return reg.ClientID
 }

@@ -318,3 +318,41 @@ func registerPublicClient(t *testing.T, base, name, redirect string) string {
 	}
 	return reg.ClientID
 }
+
+// TestStreamsPerPrincipal holds one principal's only stream open (the
+// session's GET event stream) and checks that its next request gets 429
+// while another principal is served.
+func TestStreamsPerPrincipal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "server:\n  max_streams_per_principal: 1\n")
+	s := start(t, dir, nil, "--config", cfg, "--demo")
+	admin := bearer(s.keys["admin"])
+	sid := openSession(t, s.url, admin)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url, nil)
+	for k, v := range withSession(admin, sid) {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("GET stream: %v %v", stream, err)
+	}
+	if r := post(t, s.url, withSession(admin, sid), listBody); r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second concurrent request: %d, want 429", r.StatusCode)
+	}
+	openSession(t, s.url, bearer(s.keys["viewer"])) // others are not affected
+	cancel()
+	stream.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := post(t, s.url, withSession(admin, sid), listBody)
+		if r.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not released after the stream closed: %d", r.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -248,6 +248,13 @@ func (s *Server) exchangeCode(r *http.Request, c *client) (*grant, *tokenError) 
 	return g, nil
 }
 
+// requestCertIs reports whether r's connection presented a verified
+// client certificate with thumbprint x5t.
+func requestCertIs(r *http.Request, x5t string) bool {
+	cert := guard.VerifiedClientCert(r)
+	return cert != nil && subtle.ConstantTimeCompare([]byte(guard.CertThumbprint(cert)), []byte(x5t)) == 1
+}
+
 // pkceMatches checks S256: BASE64URL(SHA256(verifier)) == challenge, in
 // constant time.
 func pkceMatches(verifier, challenge string) bool {
@@ -285,6 +292,9 @@ func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
 		return nil, errReuse(old.Subject)
 	case !now.Before(old.ExpiresAt):
 		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token has expired; sign in again", subject: old.Subject}
+	case old.CertThumbprint != "" && !requestCertIs(r, old.CertThumbprint):
+		// RFC 8705 §4: a bound refresh token needs its certificate too.
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token is bound to a client certificate: present it over mutual TLS", subject: old.Subject}
 	}
 	// A narrower scope is allowed, a wider one is not. The new refresh
 	// token keeps the original scope (RFC 6749 §6).
@@ -313,6 +323,7 @@ func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
 	next := &store.RefreshToken{
 		Hash: digest(secret), FamilyID: old.FamilyID, ClientID: old.ClientID, Subject: old.Subject, Scopes: old.Scopes,
 		Resource: old.Resource, AuthTime: old.AuthTime, MFATime: old.MFATime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL),
+		CertThumbprint: old.CertThumbprint,
 	}
 	_, err = s.cfg.Store.RotateRefreshToken(ctx, digest(raw), next, now)
 	switch {
@@ -447,7 +458,8 @@ func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, e
 	case g.newFamily != "":
 		secret := randomToken(32)
 		rt := &store.RefreshToken{Hash: digest(secret), FamilyID: g.newFamily, ClientID: g.clientID, Subject: g.subject,
-			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)}
+			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL),
+			CertThumbprint: g.x5t}
 		if err := s.cfg.Store.CreateRefreshToken(ctx, rt); err != nil {
 			return nil, "", err
 		}

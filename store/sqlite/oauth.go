@@ -380,7 +380,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return code, nil
 }
 
-const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at`
+const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at, cert_x5t`
 
 func scanRefresh(row scanner) (*store.RefreshToken, error) {
 	var (
@@ -388,7 +388,7 @@ func scanRefresh(row scanner) (*store.RefreshToken, error) {
 		scopes                                           string
 		authTime, mfaTime, created, exp, used, revokedAt int64
 	)
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt); err != nil {
+	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt, &t.CertThumbprint); err != nil {
 		return nil, err
 	}
 	var err error
@@ -403,9 +403,9 @@ func scanRefresh(row scanner) (*store.RefreshToken, error) {
 func insertRefresh(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, t *store.RefreshToken) error {
-	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.FamilyID, t.ClientID, t.Subject, encodeList(t.Scopes), t.Resource, unixNano(t.AuthTime), unixNano(t.MFATime),
-		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt))
+		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt), t.CertThumbprint)
 	if isUnique(err) {
 		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
 	}

@@ -140,7 +140,8 @@ var migrations = []string{
 		created_at    INTEGER NOT NULL,
 		updated_at    INTEGER NOT NULL
 	);`,
-	// The MCP session registry (store.SessionStore).
+	// The MCP session registry (store.SessionStore), and refresh tokens
+	// bound to a client certificate (RFC 8705).
 	`CREATE TABLE mcp_sessions (
 		id         TEXT PRIMARY KEY,
 		owner      TEXT NOT NULL,
@@ -152,7 +153,8 @@ var migrations = []string{
 		revoked_at INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX mcp_sessions_owner ON mcp_sessions (owner, created_at);
-	CREATE INDEX mcp_sessions_subject ON mcp_sessions (subject);`,
+	CREATE INDEX mcp_sessions_subject ON mcp_sessions (subject);
+	ALTER TABLE oauth_refresh_tokens ADD COLUMN cert_x5t TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store on a SQLite file.

@@ -191,12 +191,19 @@ func TestSessionsBoundToPrincipal(t *testing.T) {
 // client id.
 func authCode(t *testing.T, s *server, user string) (access, refresh, clientID string) {
 	t.Helper()
+	return authCodeWith(t, s, user, http.DefaultClient)
+}
+
+// authCodeWith is authCode with every request sent by hc (for example
+// over mutual TLS).
+func authCodeWith(t *testing.T, s *server, user string, hc *http.Client) (access, refresh, clientID string) {
+	t.Helper()
 	base := strings.TrimSuffix(s.url, "/mcp")
 	jar, _ := cookiejar.New(nil)
-	b := &oauthBrowser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	b := &oauthBrowser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: hc.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	const redirect = "http://127.0.0.1:9/callback"
-	reg := struct{ ClientID string }{registerPublicClient(t, base, "session test", redirect)}
+	reg := struct{ ClientID string }{registerPublicClient(t, hc, base, "session test", redirect)}
 	verifier := strings.Repeat("v", 50)
 	sum := sha256.Sum256([]byte(verifier))
 	q := url.Values{"response_type": {"code"}, "client_id": {reg.ClientID}, "redirect_uri": {redirect}, "state": {"s1"},
@@ -213,7 +220,7 @@ func authCode(t *testing.T, s *server, user string) (access, refresh, clientID s
 	if err != nil || loc.Query().Get("code") == "" {
 		t.Fatalf("no code: %d %q\n%s", p.status, p.location, p.body)
 	}
-	resp, err := http.PostForm(base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {reg.ClientID}, "code": {loc.Query().Get("code")},
+	resp, err := hc.PostForm(base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {reg.ClientID}, "code": {loc.Query().Get("code")},
 		"code_verifier": {verifier}, "redirect_uri": {redirect}, "resource": {s.url}})
 	if err != nil {
 		t.Fatal(err)
@@ -303,9 +310,9 @@ func TestSlowClientsCutOff(t *testing.T) {
 
 // registerPublicClient registers a public OAuth client (DCR) and returns
 // its id.
-func registerPublicClient(t *testing.T, base, name, redirect string) string {
+func registerPublicClient(t *testing.T, hc *http.Client, base, name, redirect string) string {
 	t.Helper()
-	resp, err := http.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"client_name":"`+name+`","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
+	resp, err := hc.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"client_name":"`+name+`","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ forbid(principal, action == Action::"tools/call", resource == Tool::"delete_user
 
 	// Register a client (DCR).
 	const redirect = "http://127.0.0.1:9/callback"
-	reg := struct{ ClientID string }{registerPublicClient(t, base, "step-up test", redirect)}
+	reg := struct{ ClientID string }{registerPublicClient(t, http.DefaultClient, base, "step-up test", redirect)}
 
 	verifier := strings.Repeat("x", 50)
 	sum := sha256.Sum256([]byte(verifier))

@@ -339,6 +339,40 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("certificate-bound refresh token", func(t *testing.T) {
+		if out, err := runInput(t, dir, nil, oauthPassword+"\n", "--config", cfg, "users", "add", "alice", "--role", "developer", "--password-stdin"); err != nil {
+			t.Fatalf("users add: %v\n%s", err, out)
+		}
+		withCert := pki.client(&admin)
+		access, refresh, client := authCodeWith(t, s, "alice", withCert)
+		if cnf, _ := jwtClaims(t, access)["cnf"].(map[string]any); cnf["x5t#S256"] != thumbprint(admin.Certificate[0]) {
+			t.Fatalf("access token from a code exchanged over mTLS: cnf %v", cnf)
+		}
+		base := strings.TrimSuffix(s.url, "/mcp")
+		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {client}, "refresh_token": {refresh}}
+		resp, err := pki.client(nil).PostForm(base+"/oauth/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "bound to a client certificate") {
+			t.Fatalf("bound refresh token without its certificate: %d %s", resp.StatusCode, body)
+		}
+		resp, err = withCert.PostForm(base+"/oauth/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		if cnf, _ := jwtClaims(t, tok.AccessToken)["cnf"].(map[string]any); resp.StatusCode != 200 || cnf["x5t#S256"] != thumbprint(admin.Certificate[0]) {
+			t.Fatalf("refresh with its certificate: %d, cnf %v", resp.StatusCode, cnf)
+		}
+	})
+
 	t.Run("certificate reload", func(t *testing.T) {
 		before := serverCert(t, pki, s.url)
 		out, err := run(t, dir, nil, "certs", "init", "--dir", "certs", "--force")

@@ -215,12 +215,17 @@ func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
 // them.
 type CertIdentity struct {
 	// Subject is the principal's name; empty means the matched value.
-	Subject     string   `yaml:"subject"`
-	CommonName  string   `yaml:"common_name"`
-	DNSName     string   `yaml:"dns_name"`
-	URI         string   `yaml:"uri"`
-	Fingerprint string   `yaml:"fingerprint"`
-	Roles       []string `yaml:"roles"`
+	Subject string `yaml:"subject"`
+	// CommonName matches the certificate subject's CN.
+	CommonName string `yaml:"common_name"`
+	// DNSName matches one of the certificate's DNS SANs.
+	DNSName string `yaml:"dns_name"`
+	// URI matches one of the certificate's URI SANs, such as a SPIFFE ID.
+	URI string `yaml:"uri"`
+	// Fingerprint matches the certificate's SHA-256 fingerprint (hex).
+	Fingerprint string `yaml:"fingerprint"`
+	// Roles are the principal's roles.
+	Roles []string `yaml:"roles"`
 }
 
 // AuthConfig configures authentication. At least one method must be

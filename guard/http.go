@@ -335,6 +335,9 @@ func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, 
 		}
 		return true // initialize; GET and DELETE are refused by the handler
 	}
+	// The id is recorded: it is not a credential, and an investigation
+	// needs to know which session was aimed at.
+	rec.SessionID = sanitize(sid, 128)
 	err := g.HTTP.Sessions.Use(ctx, sid, SessionOwner(c.principal))
 	switch {
 	case errors.Is(err, ErrSessionNotFound):

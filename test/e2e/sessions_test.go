@@ -86,7 +86,7 @@ func TestSessionsBoundToPrincipal(t *testing.T) {
 			t.Fatalf("viewer presenting admin's session: %d, want 404", r.StatusCode)
 		}
 		waitAudit(t, s.auditLg, func(r map[string]any) bool {
-			return r["decision"] == "DENIED" && r["reason"] == "session hijack attempt" && r["user"] == "viewer"
+			return r["decision"] == "DENIED" && r["reason"] == "session hijack attempt" && r["user"] == "viewer" && r["session_id"] == sid
 		})
 		if r := post(t, s.url, withSession(admin, sid), listBody); r.StatusCode != 200 {
 			t.Fatalf("owner after the attempt: %d", r.StatusCode)

@@ -315,7 +315,7 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		sw := &sessionWriter{ResponseWriter: w, onHeader: func(status int) bool {
-			return g.sessionResponse(w, r, c, sid, status)
+			return g.sessionResponse(w, r, c, sid, status, inject)
 		}}
 		inject.ServeHTTP(sw, r2)
 	})
@@ -365,10 +365,11 @@ func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, 
 // registers a session the handler just opened, and records the end of one
 // it closed. It returns false when it answered instead (the session could
 // not be registered, so it must not be used).
-func (g *Guard) sessionResponse(w http.ResponseWriter, r *http.Request, c *caller, sid string, status int) bool {
+func (g *Guard) sessionResponse(w http.ResponseWriter, r *http.Request, c *caller, sid string, status int, inject http.Handler) bool {
 	ctx := r.Context()
 	if sid != "" {
 		if r.Method == http.MethodDelete && status < 300 {
+			g.live.remove(sid)
 			if err := g.HTTP.Sessions.Close(ctx, sid); err != nil {
 				g.logger().Warn("session: recording the end of a session failed", "err", err)
 			}
@@ -385,6 +386,7 @@ func (g *Guard) sessionResponse(w http.ResponseWriter, r *http.Request, c *calle
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session could not be opened; try again later")
 		return false
 	}
+	g.live.add(id, c.principal, inject)
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -28,6 +29,9 @@ type SessionRegistry interface {
 	Use(ctx context.Context, id, owner string) error
 	// Close terminates a session (HTTP DELETE).
 	Close(ctx context.Context, id string) error
+	// Ended returns those of ids that are no longer live (unknown,
+	// expired, idle too long, evicted or terminated).
+	Ended(ctx context.Context, ids []string) ([]string, error)
 }
 
 // Session refusals.
@@ -148,3 +152,92 @@ func (w *sessionWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection (deadlines).
 func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// liveSessions are the sessions this process opened, with their owners,
+// so that SweepSessions can close the handler's copy of one that ended
+// elsewhere (revoked, evicted, expired): its open streams end with it.
+type liveSessions struct {
+	mu      sync.Mutex
+	owners  map[string]*Principal
+	handler http.Handler // the handler behind HTTPMiddleware, with identity injection
+}
+
+func (l *liveSessions) add(id string, p *Principal, h http.Handler) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.owners == nil {
+		l.owners = map[string]*Principal{}
+	}
+	l.owners[id] = p
+	l.handler = h
+}
+
+func (l *liveSessions) remove(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.owners, id)
+}
+
+// SweepSessions checks every interval, until ctx is done, whether the
+// sessions this process opened are still live in HTTPOptions.Sessions, and
+// terminates the handler's copy of those that ended, closing their open
+// streams. Without it, an ended session is refused on its next request
+// (404) but its streams stay open until the handler's idle timeout.
+func (g *Guard) SweepSessions(ctx context.Context, interval time.Duration) {
+	if g.HTTP.Sessions == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.live.mu.Lock()
+		ids := make([]string, 0, len(g.live.owners))
+		for id := range g.live.owners {
+			ids = append(ids, id)
+		}
+		h := g.live.handler
+		g.live.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		ended, err := g.HTTP.Sessions.Ended(ctx, ids)
+		if err != nil {
+			g.logger().Warn("session: checking open sessions failed", "err", err)
+			continue
+		}
+		for _, id := range ended {
+			g.live.mu.Lock()
+			owner := g.live.owners[id]
+			delete(g.live.owners, id)
+			g.live.mu.Unlock()
+			if owner != nil && h != nil {
+				terminate(ctx, h, id, owner)
+			}
+		}
+	}
+}
+
+// terminate sends the handler a DELETE for session id on behalf of its
+// owner, as the owner's client would.
+func terminate(ctx context.Context, h http.Handler, id string, owner *Principal) {
+	c := &caller{principal: owner, requestID: newRequestID(), transport: "http"}
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, callerKey{}, c), http.MethodDelete, "/", nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Authorization", "Bearer mcpguard-authenticated")
+	h.ServeHTTP(discardWriter{header: http.Header{}}, req)
+}
+
+// discardWriter is a ResponseWriter that drops the response.
+type discardWriter struct{ header http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.header }
+func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardWriter) WriteHeader(int)             {}

@@ -103,3 +103,21 @@ func (r *Registry) Close(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// Ended implements guard.SessionRegistry.
+func (r *Registry) Ended(ctx context.Context, ids []string) ([]string, error) {
+	now := r.now()
+	var ended []string
+	for _, id := range ids {
+		s, err := r.store.GetSession(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			ended = append(ended, id)
+		case err != nil:
+			return nil, fmt.Errorf("session: %w", err)
+		case !s.Live(now, r.policy.Idle):
+			ended = append(ended, id)
+		}
+	}
+	return ended, nil
+}

@@ -32,6 +32,7 @@ func mcpHandler(ctx context.Context, cfg *config.Config, st store.Store, g *guar
 	g.HTTP.Sessions = reg
 	g.HTTP.MaxStreamsPerPrincipal = cfg.Server.MaxStreamsPerPrincipal
 	go purgeSessions(ctx, st, logger)
+	go g.SweepSessions(ctx, sessionSweepInterval)
 	getServer := func(*http.Request) *mcp.Server { return server }
 	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
 		Logger:              logger,
@@ -51,6 +52,10 @@ func mcpHandler(ctx context.Context, cfg *config.Config, st store.Store, g *guar
 		stateful.ServeHTTP(w, r)
 	}), nil
 }
+
+// sessionSweepInterval is how often the sessions this process serves are
+// checked against the registry, so that a revoked one's open streams end.
+const sessionSweepInterval = 2 * time.Second
 
 // purgeSessions deletes sessions that ended more than a day ago, hourly.
 func purgeSessions(ctx context.Context, st store.SessionStore, logger *slog.Logger) {

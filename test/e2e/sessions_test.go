@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"io"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -181,6 +182,33 @@ func TestSessionsBoundToPrincipal(t *testing.T) {
 		if strings.Contains(out, sid) {
 			t.Fatalf("revoked session still listed:\n%s", out)
 		}
+		// An event stream left open on a revoked session ends too.
+		sid2 := openSession(t, s.url, admin)
+		req, _ := http.NewRequest("GET", s.url, nil)
+		for k, v := range withSession(admin, sid2) {
+			req.Header[k] = v
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		stream, err := http.DefaultClient.Do(req)
+		if err != nil || stream.StatusCode != 200 {
+			t.Fatalf("GET stream: %v %v", stream, err)
+		}
+		ended := make(chan time.Duration, 1)
+		go func() {
+			t0 := time.Now()
+			io.Copy(io.Discard, stream.Body)
+			ended <- time.Since(t0)
+		}()
+		if out, err := run(t, dir, nil, "--config", cfg, "sessions", "revoke", sid2); err != nil {
+			t.Fatalf("sessions revoke ID: %v\n%s", err, out)
+		}
+		select {
+		case d := <-ended:
+			t.Logf("open stream of the revoked session ended after %v", d.Round(10*time.Millisecond))
+		case <-time.After(10 * time.Second):
+			t.Fatal("the revoked session's open stream was still open after 10s")
+		}
+		stream.Body.Close()
 		// The same user opens a new session at once.
 		openSession(t, s.url, admin)
 	})

@@ -3,10 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"io"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"

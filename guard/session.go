@@ -3,7 +3,7 @@ package guard
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
+	"encoding/base32"
 	"errors"
 	"net/http"
 	"net/url"
@@ -49,12 +49,14 @@ func SessionOwner(p *Principal) string {
 	return url.QueryEscape(p.ClientID) + "|" + p.ID()
 }
 
-// NewSessionID returns a new session id: 256 bits from crypto/rand,
-// base64url (visible ASCII). It suits mcp.ServerOptions.GetSessionID.
+// NewSessionID returns a new session id: 256 bits from crypto/rand in
+// unpadded base32 (52 visible ASCII characters, A-Z and 2-7, so that an id
+// never looks like a command-line flag). It suits
+// mcp.ServerOptions.GetSessionID.
 func NewSessionID() string {
 	b := make([]byte, 32)
 	rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return base64.RawURLEncoding.EncodeToString(b)
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)
 }
 
 // SessionlessVersion is the first MCP revision without protocol sessions.

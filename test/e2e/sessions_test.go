@@ -44,7 +44,7 @@ func withSession(h http.Header, sid string) http.Header {
 
 const listBody = `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
 
-var visibleASCII = regexp.MustCompile(`^[\x21-\x7e]{32,}$`)
+var sessionIDForm = regexp.MustCompile(`^[A-Z2-7]{52}$`)
 
 func TestSessionsBoundToPrincipal(t *testing.T) {
 	dir := t.TempDir()
@@ -73,8 +73,8 @@ func TestSessionsBoundToPrincipal(t *testing.T) {
 				t.Fatalf("%s: list_tables: %v %v", v, err, res)
 			}
 			switch {
-			case v < "2026" && !visibleASCII.MatchString(cs.ID()):
-				t.Errorf("%s: session id %q is not 32+ visible ASCII characters", v, cs.ID())
+			case v < "2026" && !sessionIDForm.MatchString(cs.ID()):
+				t.Errorf("%s: session id %q is not 52 base32 characters", v, cs.ID())
 			case v >= "2026" && cs.ID() != "":
 				t.Errorf("%s: sessionless revision got session id %q", v, cs.ID())
 			}

@@ -41,6 +41,9 @@ const (
 	// MethodOAuth is an access token issued by mcpguard's own
 	// authorization server (package oauth).
 	MethodOAuth AuthMethod = "oauth"
+	// MethodAnonymous is a request without any credential, admitted only
+	// when HTTPOptions.Anonymous is configured.
+	MethodAnonymous AuthMethod = "anonymous"
 )
 
 // Principal is the authenticated caller. One Principal flows through every

@@ -45,6 +45,14 @@ type HTTPOptions struct {
 	// client to request ("scope" parameter, MCP authorization spec): the
 	// least privilege that lets a client work, not every scope there is.
 	ChallengeScopes []string
+	// Anonymous, when set, is the principal of requests that carry no
+	// credential at all (a request with an invalid credential is still
+	// refused). It exists for loopback-only test profiles such as the MCP
+	// conformance suite, whose client sends no credentials; the caller
+	// that sets it must make sure the listener is reachable only from
+	// this host. Its requests are authorized and audited like any other,
+	// under auth_method "anonymous".
+	Anonymous *Principal
 	// StepUp, when set, turns a scope-limited principal's refused
 	// tools/call or prompts/get into an HTTP 403 insufficient_scope
 	// challenge (RFC 6750 §3.1) when the caller could obtain the action
@@ -305,6 +313,9 @@ func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *call
 		}
 	}
 	cred, found := credentialFrom(r)
+	if !found && g.HTTP.Anonymous != nil && r.Header.Get("Authorization") == "" {
+		return g.HTTP.Anonymous, true
+	}
 	if !found {
 		rec.Decision, rec.Reason = AuthFailed, "no credentials"
 		g.record(ctx, rec, c)

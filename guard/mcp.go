@@ -198,8 +198,21 @@ func kindOf(a Action) string {
 	return "Prompt"
 }
 
+// principalKey is the context key of the authenticated principal handed to
+// handlers.
+type principalKey struct{}
+
+// PrincipalFromContext returns the principal MCPMiddleware authenticated
+// for the request whose handler received ctx, or nil. Handlers that keep
+// per-caller state (the gateway's per-user upstreams) key it by its ID.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
 // authorize is stages 3 and 4 (authorize, audit) around execution.
 func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c *caller, next mcp.MethodHandler) (mcp.Result, error) {
+	ctx = context.WithValue(ctx, principalKey{}, c.principal)
 	start := g.now()
 	rec := &Record{Time: start, Method: method, SessionID: sessionID(req)}
 	p := c.principal

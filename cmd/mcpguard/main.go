@@ -88,7 +88,7 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), &cobra.Command{
+	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), toolsCmd(g), upstreamsCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
@@ -99,6 +99,7 @@ func root() *cobra.Command {
 func serveCmd(g *globals) *cobra.Command {
 	var demo, stdio bool
 	var addr, auditLog, database string
+	var upstreams []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
@@ -116,6 +117,7 @@ func serveCmd(g *globals) *cobra.Command {
 			return app.Serve(c.Context(), app.ServeOptions{
 				Config: cfg, Demo: demo, Stdio: stdio,
 				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
+				Upstreams: upstreams,
 			})
 		}),
 	}
@@ -125,6 +127,7 @@ func serveCmd(g *globals) *cobra.Command {
 	f.StringVar(&addr, "addr", "", "listen address (overrides server.addr; default 127.0.0.1:8080)")
 	f.StringVar(&auditLog, "audit-log", "", `audit log file, "-" for stderr (overrides audit.log)`)
 	f.StringVar(&database, "database", "", "SQLite database for the built-in tools (overrides database)")
+	f.StringArrayVar(&upstreams, "upstream", nil, `front an existing MCP server: 'name=command args...' (stdio) or 'name=https://host/mcp'; repeatable`)
 	return cmd
 }
 

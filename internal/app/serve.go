@@ -60,6 +60,9 @@ type ServeOptions struct {
 	// Ready, if set, is called with the MCP endpoint URL once the HTTP
 	// server is listening.
 	Ready func(url string)
+	// Upstreams are one-line upstream definitions, "name=command args..."
+	// or "name=https://host/mcp", added to the configured ones.
+	Upstreams []string
 }
 
 // Serve runs mcpguard until ctx is done.
@@ -130,7 +133,19 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}()
 	g.Audit = auditstore.Tee(sink, index)
 
-	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
+	var reserved []string
+	if cfg.Database != "" {
+		reserved = tools.Names()
+	}
+	gw, err := newGateway(cfg, o, st, res, g.Audit, reserved, logger)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	serverOpts := &mcp.ServerOptions{Logger: logger}
+	if gw != nil {
+		gw.Configure(serverOpts)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, serverOpts)
 	transport := "http"
 	if o.Stdio {
 		transport = "stdio"
@@ -139,7 +154,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Stdio {
 		mcpOpts.Credential = stdioCredential(o.Env)
 	}
-	server.AddReceivingMiddleware(append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))...)
+	middleware := append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))
+	if gw != nil {
+		// Innermost: a call to a tool blocked by pinning is refused after
+		// it was authorized and with its audit record.
+		middleware = append(middleware, gw.Middleware())
+	}
+	server.AddReceivingMiddleware(middleware...)
 
 	if keys != nil {
 		ok("API key authentication enabled")
@@ -179,6 +200,22 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		tools.Register(server, db)
 		obs.metrics.SetKnownTools(tools.Names())
 		ok("Built-in database tools on %s: %s", cfg.Database, strings.Join(tools.Names(), ", "))
+	}
+	if gw != nil {
+		if err := gw.Start(ctx, server); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer gw.Close()
+		sctx, stopStatus := context.WithCancel(ctx)
+		statusDone := make(chan struct{})
+		go func() { reportStatus(sctx, gw, st, logger); close(statusDone) }()
+		defer func() { stopStatus(); <-statusDone }()
+		for _, s := range gw.Status() {
+			ok("Upstream %s (%s, %s): %d tools, %d blocked by pinning", s.Name, s.Kind, s.Isolation, s.Tools, s.Blocked)
+		}
+	}
+	if cfg.Auth.Anonymous.Enabled && !o.Stdio {
+		warn("Anonymous access enabled: requests without credentials act as roles %s (loopback listener only)", strings.Join(cfg.Auth.Anonymous.Roles, ", "))
 	}
 
 	if o.Stdio {
@@ -234,6 +271,9 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	defer ln.Close()
+	if g.HTTP.Anonymous != nil && !config.LoopbackAddr(ln.Addr().String()) {
+		return fmt.Errorf("auth.anonymous is enabled but the listener %s is not loopback-only; refusing to start", ln.Addr())
+	}
 	// The OAuth issuer and resource URL need the address clients reach:
 	// server.public_url, or the listener's (its port is known only now
 	// when server.addr asks for port 0).
@@ -348,6 +388,9 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 			AllowedOrigins:  cfg.Server.AllowedOrigins,
 			BodyReadTimeout: cfg.Server.ReadTimeout,
 		},
+	}
+	if a := cfg.Auth.Anonymous; a.Enabled {
+		g.HTTP.Anonymous = &guard.Principal{Subject: "anonymous", Issuer: "mcpguard", Method: guard.MethodAnonymous, Roles: a.Roles}
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
 		lc := ratelimit.Config{

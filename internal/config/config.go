@@ -92,6 +92,11 @@ type Config struct {
 	OAuth OAuthConfig `yaml:"oauth"`
 	// Secrets configures the encrypted secret store.
 	Secrets SecretsConfig `yaml:"secrets"`
+	// Gateway configures gateway mode as a whole.
+	Gateway GatewayConfig `yaml:"gateway"`
+	// Upstreams are existing MCP servers mcpguard fronts (gateway mode).
+	// File only.
+	Upstreams []UpstreamConfig `yaml:"upstreams"`
 }
 
 // SecretsConfig configures mcpguard's encrypted secret store, from which
@@ -155,6 +160,9 @@ type AuthConfig struct {
 	// tokens revoke) takes effect within this time. Default 1s; 0s checks
 	// the store on every request.
 	RevocationRecheck time.Duration `yaml:"revocation_recheck"`
+	// Anonymous admits requests without credentials as one identity with
+	// the given roles; only with a loopback server.addr. Default off.
+	Anonymous AnonymousConfig `yaml:"anonymous"`
 }
 
 // APIKeysConfig configures API-key authentication.
@@ -456,6 +464,7 @@ func Default() *Config {
 			RevocationRecheck: time.Second,
 			APIKeys:           APIKeysConfig{Enabled: true},
 			Providers:         []ProviderConfig{},
+			Anonymous:         AnonymousConfig{Roles: []string{}},
 			JWT: JWTConfig{
 				Enabled:                false,
 				Audiences:              []string{},
@@ -529,7 +538,9 @@ func Default() *Config {
 			LoginMaxFailures: 5,
 			LoginLockout:     15 * time.Minute,
 		},
-		Secrets: SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Secrets:   SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Gateway:   GatewayConfig{Separator: "__", IdleTimeout: 10 * time.Minute},
+		Upstreams: []UpstreamConfig{},
 	}
 }
 

@@ -62,6 +62,8 @@ func validate(c *Config) []problem {
 		}
 	}
 	v.providers(path{}.field("auth").field("providers"), c.Auth.Providers, c.Roles)
+	v.gateway(c)
+	v.anonymous(c)
 	return v.problems
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -31,6 +32,11 @@ type conn struct {
 
 	lastUsed atomic.Int64 // unix nanoseconds
 
+	// ordered is set when pending counts the log and progress
+	// notifications read but not yet relayed (stdio upstreams).
+	ordered bool
+	pending atomic.Int64
+
 	mu       sync.Mutex
 	nextID   uint64
 	calls    map[uint64]*call
@@ -41,8 +47,10 @@ type conn struct {
 // call is a downstream request in progress on a conn.
 type call struct {
 	id      uint64
+	done    bool // the call returned; kept briefly for late notifications
 	ss      *mcp.ServerSession
-	token   any    // the caller's progress token, if any
+	ctx     context.Context // the downstream request's: messages sent with it travel on that request's stream
+	token   any             // the caller's progress token, if any
 	upToken string // the token sent upstream in its place
 }
 
@@ -66,10 +74,11 @@ func (u *upstream) dial(ctx context.Context, key string) (*conn, error) {
 			return nil, err
 		}
 		c.proc = p
-		transport = &mcp.IOTransport{
+		c.ordered = true
+		transport = orderedTransport{Transport: &mcp.IOTransport{
 			Reader: readCloser{&boundedLines{r: p.stdout, max: cfg.maxResponse(), tripped: &c.tripped}, p.stdout},
 			Writer: p.stdin,
-		}
+		}, c: c}
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpguard-gateway", Version: "1"}, c.clientOptions())
 	dctx, cancel := context.WithTimeout(ctx, cfg.timeout())
@@ -184,12 +193,12 @@ func (c *conn) pid() int {
 
 // begin registers a downstream call so that the upstream's notifications
 // and requests can be routed back to it.
-func (c *conn) begin(ss *mcp.ServerSession, token any) *call {
+func (c *conn) begin(ctx context.Context, ss *mcp.ServerSession, token any) *call {
 	c.lastUsed.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nextID++
-	cl := &call{id: c.nextID, ss: ss, token: token}
+	cl := &call{id: c.nextID, ss: ss, ctx: ctx, token: token}
 	if token != nil {
 		cl.upToken = "mcpguard-" + strconv.FormatUint(cl.id, 10)
 		c.progress[cl.upToken] = cl
@@ -198,20 +207,84 @@ func (c *conn) begin(ss *mcp.ServerSession, token any) *call {
 	return cl
 }
 
+// linger is how long a finished call still receives the upstream's
+// notifications: go-sdk hands notifications to their handler apart from
+// responses, so the last log or progress message sent before a result can
+// be processed just after it.
+const linger = 500 * time.Millisecond
+
 func (c *conn) end(cl *call) {
 	c.lastUsed.Store(time.Now().UnixNano())
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.calls, cl.id)
-	if cl.upToken != "" {
-		delete(c.progress, cl.upToken)
-	}
+	cl.done = true
+	c.mu.Unlock()
+	time.AfterFunc(linger, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.calls, cl.id)
+		if cl.upToken != "" {
+			delete(c.progress, cl.upToken)
+		}
+	})
 }
 
 func (c *conn) busy() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.calls) > 0 || len(c.subs) > 0
+	for _, cl := range c.calls {
+		if !cl.done {
+			return true
+		}
+	}
+	return len(c.subs) > 0
+}
+
+// orderedTransport counts the notifications its connection reads, so that
+// a call's result is not returned before the log and progress messages the
+// upstream sent ahead of it were relayed. (go-sdk reads responses and
+// notifications in order, but hands notifications to their handlers apart.)
+type orderedTransport struct {
+	mcp.Transport
+	c *conn
+}
+
+func (t orderedTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	conn, err := t.Transport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &orderedConn{Connection: conn, c: t.c}, nil
+}
+
+type orderedConn struct {
+	mcp.Connection
+	c *conn
+}
+
+func (o *orderedConn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	msg, err := o.Connection.Read(ctx)
+	if req, ok := msg.(*jsonrpc.Request); ok && !req.ID.IsValid() {
+		switch req.Method {
+		case "notifications/message", "notifications/progress":
+			o.c.pending.Add(1)
+		}
+	}
+	return msg, err
+}
+
+// relayed marks one counted notification as handled.
+func (c *conn) relayed() {
+	if c.ordered {
+		c.pending.Add(-1)
+	}
+}
+
+// drain waits, briefly, until the notifications read before a call's
+// result have been relayed.
+func (c *conn) drain() {
+	for i := 0; c.pending.Load() > 0 && i < 200; i++ {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // errAmbiguous is returned to an upstream whose request cannot be
@@ -223,24 +296,42 @@ var errAmbiguous = errors.New("mcpguard: this request cannot be attributed to a 
 var errNoCaller = errors.New("mcpguard: no call is in progress to ask the client on behalf of")
 
 // session returns the downstream session of the calls in progress, if they
-// all belong to one.
-func (c *conn) session() (*mcp.ServerSession, error) {
+// all belong to one; when none is in progress, that of the calls that just
+// finished (late notifications).
+//
+// It also returns the context to send with: the call's own while it runs,
+// so that go-sdk sends the message on that request's response stream, and
+// fallback once it has finished.
+func (c *conn) session(fallback context.Context) (*mcp.ServerSession, context.Context, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var ss *mcp.ServerSession
-	for _, cl := range c.calls {
-		switch {
-		case cl.ss == nil:
-		case ss == nil:
-			ss = cl.ss
-		case ss != cl.ss:
-			return nil, errAmbiguous
+	for _, finished := range []bool{false, true} {
+		var found *call
+		for _, cl := range c.calls {
+			switch {
+			case cl.done != finished || cl.ss == nil:
+			case found == nil:
+				found = cl
+			case found.ss != cl.ss:
+				return nil, nil, errAmbiguous
+			}
+		}
+		if found != nil {
+			if finished || found.ctx == nil {
+				return found.ss, fallback, nil
+			}
+			return found.ss, found.ctx, nil
 		}
 	}
-	if ss == nil {
-		return nil, errNoCaller
-	}
-	return ss, nil
+	return nil, nil, errNoCaller
+}
+
+// relayContext is the downstream call's context (for routing), cancelled
+// also when the upstream's own request context is.
+func relayContext(call, upstream context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(call, timeout)
+	stop := context.AfterFunc(upstream, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // clientOptions are the handlers through which the upstream reaches the
@@ -255,6 +346,7 @@ func (c *conn) clientOptions() *mcp.ClientOptions {
 		CreateMessageHandler: c.sample,
 		ElicitationHandler:   c.elicit,
 		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+			defer c.relayed()
 			tok, _ := req.Params.ProgressToken.(string)
 			c.mu.Lock()
 			cl := c.progress[tok]
@@ -264,12 +356,18 @@ func (c *conn) clientOptions() *mcp.ClientOptions {
 			}
 			p := *req.Params
 			p.ProgressToken = cl.token
+			c.mu.Lock()
+			if !cl.done {
+				ctx = cl.ctx
+			}
+			c.mu.Unlock()
 			if err := cl.ss.NotifyProgress(ctx, &p); err != nil {
 				u.g.logger.Debug("relaying progress failed", "upstream", u.cfg.Name, "err", err)
 			}
 		},
 		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
-			ss, err := c.session()
+			defer c.relayed()
+			ss, ctx, err := c.session(ctx)
 			if err != nil {
 				u.g.logger.Debug("upstream log message not relayed", "upstream", u.cfg.Name, "reason", err)
 				return
@@ -292,22 +390,22 @@ func (c *conn) clientOptions() *mcp.ClientOptions {
 // sample relays sampling/createMessage to the caller whose call is in
 // progress.
 func (c *conn) sample(ctx context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-	ss, err := c.session()
+	ss, cctx, err := c.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.u.cfg.timeout())
+	cctx, cancel := relayContext(cctx, ctx, c.u.cfg.timeout())
 	defer cancel()
-	return ss.CreateMessage(ctx, req.Params)
+	return ss.CreateMessage(cctx, req.Params)
 }
 
 // elicit relays elicitation/create to the caller whose call is in progress.
 func (c *conn) elicit(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-	ss, err := c.session()
+	ss, cctx, err := c.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.u.cfg.timeout())
+	cctx, cancel := relayContext(cctx, ctx, c.u.cfg.timeout())
 	defer cancel()
-	return ss.Elicit(ctx, req.Params)
+	return ss.Elicit(cctx, req.Params)
 }

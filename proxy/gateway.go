@@ -530,7 +530,7 @@ func (g *Gateway) callTool(u *upstream, name string) mcp.ToolHandler {
 		if err != nil {
 			return toolError("%v", err), nil
 		}
-		cl := c.begin(req.Session, req.Params.GetProgressToken())
+		cl := c.begin(ctx, req.Session, req.Params.GetProgressToken())
 		defer c.end(cl)
 		params := &mcp.CallToolParams{Name: name}
 		if len(req.Params.Arguments) > 0 {
@@ -542,6 +542,7 @@ func (g *Gateway) callTool(u *upstream, name string) mcp.ToolHandler {
 		cctx, cancel := context.WithTimeout(ctx, u.cfg.timeout())
 		defer cancel()
 		res, err := c.cs.CallTool(cctx, params)
+		c.drain()
 		if err != nil {
 			return nil, g.forwardError(ctx, cctx, u, c, err)
 		}
@@ -620,7 +621,7 @@ func (g *Gateway) enter(ctx context.Context, u *upstream, ss *mcp.ServerSession)
 	if err != nil {
 		return nil, nil, nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
 	}
-	cl := c.begin(ss, nil)
+	cl := c.begin(ctx, ss, nil)
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.timeout())
 	return c, cctx, cancel, func() { c.end(cl) }, nil
 }

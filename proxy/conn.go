@@ -51,7 +51,7 @@ type call struct {
 	ss      *mcp.ServerSession
 	ctx     context.Context // the downstream request's: messages sent with it travel on that request's stream
 	token   any             // the caller's progress token, if any
-	upToken string // the token sent upstream in its place
+	upToken string          // the token sent upstream in its place
 }
 
 // dial connects to the upstream and completes the MCP handshake.

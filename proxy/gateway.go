@@ -161,6 +161,9 @@ func (g *Gateway) Start(ctx context.Context, server *mcp.Server) error {
 	var collisions []string
 	claim := func(kind, name, owner string) {
 		if prev, ok := seen[kind+"\x00"+name]; ok {
+			if prev == owner {
+				return // listed twice by the same upstream: apply keeps the first
+			}
 			if prev == "" {
 				prev = "a built-in tool"
 			} else {
@@ -322,7 +325,13 @@ func (g *Gateway) apply(ctx context.Context, u *upstream, cat *catalog) {
 	defer g.mu.Unlock()
 	s := g.server
 	name := u.cfg.Name
+	listed := map[string]bool{}
 	claim := func(key string) bool {
+		if listed[key] {
+			g.logger.Warn("upstream lists a name twice; the first is kept", "upstream", name, "name", key)
+			return false
+		}
+		listed[key] = true
 		if o, ok := g.owners[key]; ok && o != name {
 			g.logger.Warn("upstream feature left out: the name is taken", "upstream", name, "name", key, "owner", o)
 			return false
@@ -565,9 +574,16 @@ func (g *Gateway) forwardError(ctx, cctx context.Context, u *upstream, c *conn, 
 		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("upstream %s sent a response larger than its max_response_bytes (%d); the response was dropped", u.cfg.Name, u.cfg.maxResponse())}
 	case cctx.Err() != nil:
 		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("upstream %s did not answer within %s; the request was cancelled", u.cfg.Name, u.cfg.timeout())}
-	case !c.alive():
-		<-c.dead
+	}
+	// A lost connection fails pending requests before the loss is
+	// recorded: give it a moment to be.
+	select {
+	case <-c.dead:
+		if c.tripped.Load() {
+			return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("upstream %s sent a response larger than its max_response_bytes (%d); the response was dropped", u.cfg.Name, u.cfg.maxResponse())}
+		}
 		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("upstream %s stopped while handling the request (%s); it is restarted on the next request", u.cfg.Name, u.lastError())}
+	case <-time.After(2 * time.Second):
 	}
 	g.logger.Warn("upstream request failed", "upstream", u.cfg.Name, "err", err)
 	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("upstream %s failed to handle the request; see mcpguard's log", u.cfg.Name)}

@@ -80,8 +80,8 @@ func newGateway(cfg *config.Config, o ServeOptions, st store.Store, res config.R
 // statusEvery is how often the running server reports upstream health to
 // the store; a report older than staleAfter means it stopped.
 const (
-	statusEvery = 5 * time.Second
-	staleAfter  = 3 * statusEvery
+	statusEvery = 2 * time.Second
+	staleAfter  = 5 * statusEvery
 )
 
 // reportStatus writes the gateway's upstream health to the store until ctx

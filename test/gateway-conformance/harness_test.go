@@ -170,10 +170,19 @@ func run(t testing.TB, dir string, env []string, args ...string) string {
 
 var keyRE = regexp.MustCompile(`mcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
 
-// createKey creates an API key with the given role in dir's store.
+// writeConfig writes dir/mcpguard.yaml.
+func writeConfig(t testing.TB, dir, config string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "mcpguard.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createKey creates an API key with the given role in the store of the
+// configuration in dir (written with writeConfig).
 func createKey(t testing.TB, dir, name, role string) string {
 	t.Helper()
-	out := run(t, dir, nil, "--data-dir", filepath.Join(dir, "data"), "keys", "create", "--name", name, "--role", role)
+	out := run(t, dir, nil, "--config", filepath.Join(dir, "mcpguard.yaml"), "keys", "create", "--name", name, "--role", role)
 	k := keyRE.FindString(out)
 	if k == "" {
 		t.Fatalf("no key in output: %s", out)

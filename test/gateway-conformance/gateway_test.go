@@ -18,7 +18,7 @@ import (
 )
 
 // startFixtureHTTP runs the fixture as a streamable-HTTP server.
-func startFixtureHTTP(t *testing.T) string {
+func startFixtureHTTP(t testing.TB) string {
 	t.Helper()
 	addr := freePort(t)
 	// Without resources, whose URIs would collide with the stdio fixture's.

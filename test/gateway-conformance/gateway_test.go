@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -382,5 +384,117 @@ upstreams:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRelayBoundsAndListChanged checks, through the gateway: structured
+// content relayed; a caller's cancellation reaching the upstream; the
+// upstream timeout; the maximum response size (a clear error, then a
+// working upstream again); and a tools/list_changed from the upstream
+// reaching the client with the new tool usable.
+func TestRelayBoundsAndListChanged(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig(dir) + `roles:
+  user:
+    permissions: ["tools:call:*"]
+upstreams:
+  - name: fx
+    command: [` + fixtureBin + `]
+    timeout: 2s
+    max_response_bytes: 20000
+`
+	writeConfig(t, dir, cfg)
+	alice := createKey(t, dir, "alice", "user")
+	gw := startGateway(t, dir, cfg, nil)
+	changed := make(chan struct{}, 10)
+	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed <- struct{}{} },
+	})
+	ctx := context.Background()
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.url, HTTPClient: &http.Client{Transport: mcptest.HeaderTransport{Header: mcptest.Bearer(alice)}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "fx__fixture_counter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc, ok := res.StructuredContent.(map[string]any); !ok || sc["count"] != float64(1) {
+		t.Fatalf("structured content not relayed: %#v", res.StructuredContent)
+	}
+
+	// Cancellation: the caller gives up after 300ms; the upstream's
+	// handler sees its context cancelled.
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = cs.CallTool(cctx, &mcp.CallToolParams{Name: "fx__fixture_sleep", Arguments: map[string]any{"ms": 1500}})
+	cancel()
+	if err == nil {
+		t.Fatal("cancelled call succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if text, _ := callText(t, cs, "fx__fixture_cancelled", nil); text == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream never saw the cancellation")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Timeout: the upstream does not answer within 2s.
+	start := time.Now()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "fx__fixture_sleep", Arguments: map[string]any{"ms": 10000}})
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 2s") {
+		t.Fatalf("slow call: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("timeout took %s", d)
+	}
+
+	// Maximum response size.
+	if text, isErr := callText(t, cs, "fx__fixture_big", map[string]any{"bytes": 1000}); isErr || len(text) != 1000 {
+		t.Fatalf("small response: %v %d", isErr, len(text))
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "fx__fixture_big", Arguments: map[string]any{"bytes": 100000}})
+	if err == nil || !strings.Contains(err.Error(), "larger than its max_response_bytes (20000)") {
+		t.Fatalf("oversized response: %v", err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "fx__test_simple_text"})
+		if err == nil && !res.IsError {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream not back after an oversized response: %v %v", err, res)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// list_changed: the upstream adds a tool; the client is told, and can
+	// call it under its namespaced name.
+	for len(changed) > 0 {
+		<-changed
+	}
+	if text, isErr := callText(t, cs, "fx__fixture_add_tool", nil); isErr || text != "added" {
+		t.Fatalf("fixture_add_tool: %q", text)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no tools/list_changed reached the client")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for !slices.Contains(toolNames(t, cs), "fx__fixture_added") {
+		if time.Now().After(deadline) {
+			t.Fatal("fx__fixture_added never listed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if text, isErr := callText(t, cs, "fx__fixture_added", nil); isErr || text != "added tool ran" {
+		t.Fatalf("fx__fixture_added: %q", text)
 	}
 }

@@ -1,0 +1,231 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpguard/mcpguard/internal/mcptest"
+	"github.com/mcpguard/mcpguard/proxy"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+var fixture string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "proxy-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fixture = filepath.Join(dir, "fixture")
+	build := exec.Command("go", "build", "-o", fixture, "github.com/mcpguard/mcpguard/test/gateway-conformance/fixture")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the fixture:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// start runs a gateway in front of the fixture on an in-process server.
+func start(t *testing.T, opts proxy.Options) (*proxy.Gateway, *mcp.Server) {
+	t.Helper()
+	gw, err := proxy.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := &mcp.ServerOptions{}
+	gw.Configure(so)
+	server := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, so)
+	if err := gw.Start(context.Background(), server); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	return gw, server
+}
+
+func TestToolHash(t *testing.T) {
+	a := &mcp.Tool{Name: "t", Description: "d", InputSchema: json.RawMessage(`{"type":"object","properties":{"x":{"type":"string"},"y":{"type":"integer"}}}`)}
+	b := &mcp.Tool{Name: "t", Description: "d", InputSchema: map[string]any{"properties": map[string]any{"y": map[string]any{"type": "integer"}, "x": map[string]any{"type": "string"}}, "type": "object"}}
+	ha, err := proxy.ToolHash(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := proxy.ToolHash(b)
+	if ha != hb || len(ha) != 64 {
+		t.Fatalf("key order changed the hash: %s %s", ha, hb)
+	}
+	for _, changed := range []*mcp.Tool{
+		{Name: "t", Description: "d2", InputSchema: a.InputSchema},
+		{Name: "t2", Description: "d", InputSchema: a.InputSchema},
+		{Name: "t", Description: "d", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		{Name: "t", Description: "d", InputSchema: a.InputSchema, OutputSchema: json.RawMessage(`{"type":"object"}`)},
+	} {
+		if h, _ := proxy.ToolHash(changed); h == ha {
+			t.Errorf("change not detected: %+v", changed)
+		}
+	}
+}
+
+func TestParseCommandFlag(t *testing.T) {
+	u, err := proxy.ParseCommandFlag(`gh=npx -y "@scope/server x" --flag='a b'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"npx", "-y", "@scope/server x", "--flag=a b"}
+	if u.Name != "gh" || u.Prefix != "gh" || strings.Join(u.Command, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %+v", u)
+	}
+	if u, err := proxy.ParseCommandFlag("docs=https://docs.example.com/mcp"); err != nil || u.URL != "https://docs.example.com/mcp" {
+		t.Fatalf("url form: %+v %v", u, err)
+	}
+	for _, bad := range []string{"nocommand", "=x", `a=x "unterminated`, "a b=x"} {
+		if _, err := proxy.ParseCommandFlag(bad); err == nil {
+			t.Errorf("ParseCommandFlag(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestCollisionsReportedAtStart(t *testing.T) {
+	gw, err := proxy.New(proxy.Options{
+		Reserved: []string{"test_simple_text"},
+		Upstreams: []proxy.Upstream{
+			{Name: "a", Prefix: "a", Command: []string{fixture}},
+			{Name: "b", Prefix: "b", Command: []string{fixture, "-resources=false"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gw.Start(context.Background(), mcp.NewServer(&mcp.Implementation{Name: "x", Version: "1"}, nil))
+	if err != nil {
+		t.Fatalf("distinct prefixes should not collide: %v", err)
+	}
+	gw.Close()
+	gw, _ = proxy.New(proxy.Options{
+		Reserved:  []string{"test_simple_text"},
+		Upstreams: []proxy.Upstream{{Name: "a", Command: []string{fixture, "-resources=false"}}},
+	})
+	err = gw.Start(context.Background(), mcp.NewServer(&mcp.Implementation{Name: "x", Version: "1"}, nil))
+	if err == nil || !strings.Contains(err.Error(), `tool "test_simple_text" of upstream a collides with a built-in tool`) {
+		t.Fatalf("collision with a built-in tool: %v", err)
+	}
+}
+
+// TestConcurrentCallsAndProgress runs calls from several sessions at once
+// on one shared upstream connection: each caller gets its own result and
+// only its own progress notifications, under its own token.
+func TestConcurrentCallsAndProgress(t *testing.T) {
+	_, server := start(t, proxy.Options{Upstreams: []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture}, Isolation: proxy.Shared}}})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mu sync.Mutex
+			var tokens []any
+			client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, &mcp.ClientOptions{
+				ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+					mu.Lock()
+					tokens = append(tokens, req.Params.ProgressToken)
+					mu.Unlock()
+				},
+			})
+			st, ct := mcp.NewInMemoryTransports()
+			ss, err := server.Connect(context.Background(), st, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer ss.Close()
+			cs, err := client.Connect(context.Background(), ct, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cs.Close()
+			token := fmt.Sprintf("caller-%d", i)
+			params := &mcp.CallToolParams{Name: "fx__test_tool_with_progress"}
+			params.SetProgressToken(token)
+			res, err := cs.CallTool(context.Background(), params)
+			if err != nil || mcptest.Text(res) != "Tool with progress executed successfully" {
+				t.Errorf("caller %d: %v %v", i, err, res)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(tokens) != 3 {
+				t.Errorf("caller %d got %d progress notifications, want 3: %v", i, len(tokens), tokens)
+			}
+			for _, tok := range tokens {
+				if tok != token {
+					t.Errorf("caller %d got progress for token %v", i, tok)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestSamplingNeverGoesToAnotherCaller checks that a sampling request from
+// a shared upstream, made while calls from two sessions are in progress, is
+// refused instead of being sent to either.
+func TestSamplingNeverGoesToAnotherCaller(t *testing.T) {
+	_, server := start(t, proxy.Options{Upstreams: []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture}, Timeout: 5 * time.Second}}})
+	var asked sync.Map
+	connect := func(name string) *mcp.ClientSession {
+		client := mcp.NewClient(&mcp.Implementation{Name: name, Version: "1"}, &mcp.ClientOptions{
+			CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+				asked.Store(name, true)
+				return &mcp.CreateMessageResult{Model: "m", Role: "assistant", Content: &mcp.TextContent{Text: "from " + name}}, nil
+			},
+		})
+		st, ct := mcp.NewInMemoryTransports()
+		ss, err := server.Connect(context.Background(), st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ss.Close() })
+		// Sampling requests during a call exist up to 2025-11-25; later
+		// protocol versions use multi round-trip results instead.
+		cs, err := client.Connect(context.Background(), ct, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.Close() })
+		return cs
+	}
+	alice, bob := connect("alice"), connect("bob")
+	// Alice alone: her sampling request reaches her.
+	res, err := alice.CallTool(context.Background(), &mcp.CallToolParams{Name: "fx__test_sampling", Arguments: map[string]any{"prompt": "hi"}})
+	if err != nil || mcptest.Text(res) != "LLM response: from alice" {
+		t.Fatalf("sampling with one caller: %v %v", err, res)
+	}
+	asked.Delete("alice")
+	// Bob's call is in progress (sleeping) while Alice's asks for sampling.
+	done := make(chan struct{})
+	go func() {
+		bob.CallTool(context.Background(), &mcp.CallToolParams{Name: "fx__fixture_sleep", Arguments: map[string]any{"ms": 1500}})
+		close(done)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	res, err = alice.CallTool(context.Background(), &mcp.CallToolParams{Name: "fx__test_sampling", Arguments: map[string]any{"prompt": "hi"}})
+	if err == nil && !res.IsError {
+		t.Fatalf("ambiguous sampling request was answered: %v", mcptest.Text(res))
+	}
+	if _, ok := asked.Load("bob"); ok {
+		t.Fatal("alice's upstream request was sent to bob")
+	}
+	<-done
+}

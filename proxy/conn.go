@@ -236,7 +236,9 @@ func (c *conn) busy() bool {
 			return true
 		}
 	}
-	return len(c.subs) > 0
+	// Subscriptions do not keep an idle connection: go-sdk forgets a
+	// closed session's subscriptions without unsubscribing.
+	return false
 }
 
 // orderedTransport counts the notifications its connection reads, so that

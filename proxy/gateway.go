@@ -358,26 +358,13 @@ func (g *Gateway) apply(ctx context.Context, u *upstream, cat *catalog) {
 		}
 		want[exp] = t
 	}
-	var gone []string
-	for exp := range u.tools {
-		if _, ok := want[exp]; !ok {
-			gone = append(gone, exp)
-			delete(g.owners, "tool\x00"+exp)
-		}
-	}
-	for exp := range blocked {
-		g.owners["tool\x00"+exp] = name
-	}
-	if len(gone) > 0 {
-		s.RemoveTools(gone...)
-	}
-	for exp, t := range want {
-		if old, ok := u.tools[exp]; ok && sameJSON(old, t) {
-			continue
-		}
+	syncKind(g, "tool", u.tools, want, s.RemoveTools, func(exp string, t *mcp.Tool) {
 		et := *t
 		et.Name = exp
 		s.AddTool(&et, g.callTool(u, t.Name))
+	})
+	for exp := range blocked {
+		g.owners["tool\x00"+exp] = name
 	}
 	u.mu.Lock()
 	u.tools, u.blocked = want, blocked
@@ -391,49 +378,23 @@ func (g *Gateway) apply(ctx context.Context, u *upstream, cat *catalog) {
 			wantP[exp] = p
 		}
 	}
-	var goneP []string
-	for exp := range u.prompts {
-		if _, ok := wantP[exp]; !ok {
-			goneP = append(goneP, exp)
-			delete(g.owners, "prompt\x00"+exp)
-		}
-	}
-	if len(goneP) > 0 {
-		s.RemovePrompts(goneP...)
-	}
-	for exp, p := range wantP {
-		if old, ok := u.prompts[exp]; ok && sameJSON(old, p) {
-			continue
-		}
+	syncKind(g, "prompt", u.prompts, wantP, s.RemovePrompts, func(exp string, p *mcp.Prompt) {
 		ep := *p
 		ep.Name = exp
 		s.AddPrompt(&ep, g.getPrompt(u, p.Name))
-	}
+	})
 	u.prompts = wantP
 
-	// Resources: URIs are kept.
+	// Resources and templates: URIs are kept.
 	wantR := map[string]*mcp.Resource{}
 	for _, r := range cat.resources {
 		if claim("resource\x00" + r.URI) {
 			wantR[r.URI] = r
 		}
 	}
-	var goneR []string
-	for uri := range u.resources {
-		if _, ok := wantR[uri]; !ok {
-			goneR = append(goneR, uri)
-			delete(g.owners, "resource\x00"+uri)
-		}
-	}
-	if len(goneR) > 0 {
-		s.RemoveResources(goneR...)
-	}
-	for uri, r := range wantR {
-		if old, ok := u.resources[uri]; ok && sameJSON(old, r) {
-			continue
-		}
+	syncKind(g, "resource", u.resources, wantR, s.RemoveResources, func(_ string, r *mcp.Resource) {
 		s.AddResource(r, g.readResource(u))
-	}
+	})
 	u.resources = wantR
 
 	wantT := map[string]*mcp.ResourceTemplate{}
@@ -446,25 +407,40 @@ func (g *Gateway) apply(ctx context.Context, u *upstream, cat *catalog) {
 			wantT[t.URITemplate] = t
 		}
 	}
-	var goneT []string
-	for tpl := range u.templates {
-		if _, ok := wantT[tpl]; !ok {
-			goneT = append(goneT, tpl)
-			delete(g.owners, "resource template\x00"+tpl)
+	syncKind(g, "resource template", u.templates, wantT, func(tpls ...string) {
+		for _, tpl := range tpls {
 			delete(g.templates, tpl)
 		}
-	}
-	if len(goneT) > 0 {
-		s.RemoveResourceTemplates(goneT...)
-	}
-	for tpl, t := range wantT {
-		g.templates[tpl] = u
-		if old, ok := u.templates[tpl]; ok && sameJSON(old, t) {
-			continue
-		}
+		s.RemoveResourceTemplates(tpls...)
+	}, func(tpl string, t *mcp.ResourceTemplate) {
 		s.AddResourceTemplate(t, g.readResource(u))
+	})
+	for tpl := range wantT {
+		g.templates[tpl] = u
 	}
 	u.templates = wantT
+}
+
+// syncKind makes the server's registrations of one kind match want, given
+// what is registered (have): it removes what is gone, releasing its name,
+// and adds what is new or changed. g.mu is held.
+func syncKind[T any](g *Gateway, kind string, have, want map[string]T, remove func(...string), add func(key string, item T)) {
+	var gone []string
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			gone = append(gone, k)
+			delete(g.owners, kind+"\x00"+k)
+		}
+	}
+	if len(gone) > 0 {
+		remove(gone...)
+	}
+	for k, item := range want {
+		if old, ok := have[k]; ok && sameJSON(old, item) {
+			continue
+		}
+		add(k, item)
+	}
 }
 
 // checkSchemas refuses what mcp.Server.AddTool would panic on.
@@ -592,17 +568,16 @@ func (g *Gateway) forwardError(ctx, cctx context.Context, u *upstream, c *conn, 
 // getPrompt returns the handler that forwards prompts/get to u.
 func (g *Gateway) getPrompt(u *upstream, name string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		c, cctx, cancel, done, err := g.enter(ctx, u, req.Session)
+		f, err := g.enter(ctx, u, req.Session)
 		if err != nil {
 			return nil, err
 		}
-		defer cancel()
-		defer done()
+		defer f.release()
 		p := *req.Params
 		p.Name = name
-		res, err := c.cs.GetPrompt(cctx, &p)
+		res, err := f.c.cs.GetPrompt(f.ctx, &p)
 		if err != nil {
-			return nil, g.forwardError(ctx, cctx, u, c, err)
+			return nil, f.fail(ctx, err)
 		}
 		u.succeeded()
 		return res, nil
@@ -612,34 +587,57 @@ func (g *Gateway) getPrompt(u *upstream, name string) mcp.PromptHandler {
 // readResource returns the handler that forwards resources/read to u.
 func (g *Gateway) readResource(u *upstream) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		c, cctx, cancel, done, err := g.enter(ctx, u, req.Session)
+		f, err := g.enter(ctx, u, req.Session)
 		if err != nil {
 			return nil, err
 		}
-		defer cancel()
-		defer done()
-		res, err := c.cs.ReadResource(cctx, req.Params)
+		defer f.release()
+		res, err := f.c.cs.ReadResource(f.ctx, req.Params)
 		if err != nil {
-			return nil, g.forwardError(ctx, cctx, u, c, err)
+			return nil, f.fail(ctx, err)
 		}
 		u.succeeded()
 		return res, nil
 	}
 }
 
-// enter gets the caller's connection to u and registers the call on it.
-func (g *Gateway) enter(ctx context.Context, u *upstream, ss *mcp.ServerSession) (*conn, context.Context, context.CancelFunc, func(), error) {
+// forward is a request being forwarded to an upstream connection.
+type forward struct {
+	g   *Gateway
+	u   *upstream
+	c   *conn
+	ctx context.Context // bounded by the upstream's timeout
+	// release ends the forward: call it when the upstream has answered.
+	release func()
+}
+
+// fail turns the upstream's error into the caller's; ctx is the caller's.
+func (f *forward) fail(ctx context.Context, err error) error {
+	return f.g.forwardError(ctx, f.ctx, f.u, f.c, err)
+}
+
+// enter gets the caller's connection to u and registers the request on it.
+func (g *Gateway) enter(ctx context.Context, u *upstream, ss *mcp.ServerSession) (*forward, error) {
 	key, err := g.identity(ctx, u)
 	if err != nil {
-		return nil, nil, nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
 	c, err := u.get(ctx, key)
 	if err != nil {
-		return nil, nil, nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
 	}
 	cl := c.begin(ctx, ss, nil)
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.timeout())
-	return c, cctx, cancel, func() { c.end(cl) }, nil
+	return &forward{g: g, u: u, c: c, ctx: cctx, release: func() { cancel(); c.end(cl) }}, nil
+}
+
+// enterURI is enter for the upstream serving a resource URI.
+func (g *Gateway) enterURI(ctx context.Context, uri string, ss *mcp.ServerSession) (*forward, error) {
+	u := g.ownerOfURI(uri)
+	if u == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown resource"}
+	}
+	return g.enter(ctx, u, ss)
 }
 
 // ownerOfURI returns the upstream serving a resource URI.
@@ -657,17 +655,15 @@ func (g *Gateway) ownerOfURI(uri string) *upstream {
 	return nil
 }
 
+// subscribe forwards resources/subscribe; several downstream subscriptions
+// to one URI on one upstream connection are one subscription upstream.
 func (g *Gateway) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
-	u := g.ownerOfURI(req.Params.URI)
-	if u == nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown resource"}
-	}
-	c, cctx, cancel, done, err := g.enter(ctx, u, req.Session)
+	f, err := g.enterURI(ctx, req.Params.URI, req.Session)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer done()
+	defer f.release()
+	c := f.c
 	c.mu.Lock()
 	first := c.subs[req.Params.URI] == 0
 	c.subs[req.Params.URI]++
@@ -675,26 +671,24 @@ func (g *Gateway) subscribe(ctx context.Context, req *mcp.SubscribeRequest) erro
 	if !first {
 		return nil
 	}
-	if err := c.cs.Subscribe(cctx, req.Params); err != nil {
+	if err := c.cs.Subscribe(f.ctx, req.Params); err != nil {
 		c.mu.Lock()
 		c.subs[req.Params.URI]--
 		c.mu.Unlock()
-		return g.forwardError(ctx, cctx, u, c, err)
+		return f.fail(ctx, err)
 	}
 	return nil
 }
 
+// unsubscribe forwards resources/unsubscribe when the last downstream
+// subscription to the URI on the connection ends.
 func (g *Gateway) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
-	u := g.ownerOfURI(req.Params.URI)
-	if u == nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown resource"}
-	}
-	c, cctx, cancel, done, err := g.enter(ctx, u, req.Session)
+	f, err := g.enterURI(ctx, req.Params.URI, req.Session)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer done()
+	defer f.release()
+	c := f.c
 	c.mu.Lock()
 	n := c.subs[req.Params.URI]
 	if n > 1 {
@@ -706,8 +700,8 @@ func (g *Gateway) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) 
 	if n != 1 {
 		return nil
 	}
-	if err := c.cs.Unsubscribe(cctx, req.Params); err != nil {
-		return g.forwardError(ctx, cctx, u, c, err)
+	if err := c.cs.Unsubscribe(f.ctx, req.Params); err != nil {
+		return f.fail(ctx, err)
 	}
 	return nil
 }
@@ -749,15 +743,14 @@ func (g *Gateway) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.
 	if r := u.initResult(); r == nil || r.Capabilities == nil || r.Capabilities.Completions == nil {
 		return empty, nil
 	}
-	c, cctx, cancel, done, err := g.enter(ctx, u, req.Session)
+	f, err := g.enter(ctx, u, req.Session)
 	if err != nil {
 		return nil, err
 	}
-	defer cancel()
-	defer done()
-	res, err := c.cs.Complete(cctx, &p)
+	defer f.release()
+	res, err := f.c.cs.Complete(f.ctx, &p)
 	if err != nil {
-		return nil, g.forwardError(ctx, cctx, u, c, err)
+		return nil, f.fail(ctx, err)
 	}
 	return res, nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,13 +23,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fixture = filepath.Join(dir, "fixture")
-	build := exec.Command("go", "build", "-o", fixture, "github.com/mcpguard/mcpguard/test/gateway-conformance/fixture")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the fixture:", err)
+	const pkg = "github.com/mcpguard/mcpguard/test/gateway-conformance/fixture"
+	bins, err := mcptest.Build(dir, pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	fixture = bins[pkg]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -37,16 +37,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mcpguardBin = filepath.Join(dir, "mcpguard")
-	fixtureBin = filepath.Join(dir, "fixture")
-	for bin, pkg := range map[string]string{mcpguardBin: "github.com/mcpguard/mcpguard/cmd/mcpguard", fixtureBin: "github.com/mcpguard/mcpguard/test/gateway-conformance/fixture"} {
-		build := exec.Command("go", "build", "-o", bin, pkg)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building", pkg, err)
-			os.Exit(1)
-		}
+	const mcpguardPkg, fixturePkg = "github.com/mcpguard/mcpguard/cmd/mcpguard", "github.com/mcpguard/mcpguard/test/gateway-conformance/fixture"
+	bins, err := mcptest.Build(dir, mcpguardPkg, fixturePkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	mcpguardBin, fixtureBin = bins[mcpguardPkg], bins[fixturePkg]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -69,31 +66,13 @@ func nodeModules(t testing.TB) string {
 	return dir
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var readyRE = regexp.MustCompile(`Server ready on (http://\S+)`)
 
 // gateway is a running `mcpguard serve`.
 type gateway struct {
 	url    string
 	dir    string
-	output *syncBuffer
+	output *mcptest.SyncBuffer
 	stop   func()
 }
 
@@ -130,7 +109,7 @@ func startGateway(t testing.TB, dir, config string, env []string, args ...string
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
-	out := &syncBuffer{}
+	out := &mcptest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

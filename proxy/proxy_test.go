@@ -227,3 +227,59 @@ func TestSamplingNeverGoesToAnotherCaller(t *testing.T) {
 	}
 	<-done
 }
+
+type sessionKey struct{}
+
+// TestPerUserConnectionLimit checks max_connections: a new caller beyond
+// it takes the place of the least recently used idle one, and is refused
+// while every connection has a call in progress.
+func TestPerUserConnectionLimit(t *testing.T) {
+	gw, err := proxy.New(proxy.Options{
+		Upstreams: []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture}, Isolation: proxy.PerUser, MaxConnections: 1}},
+		Identity:  func(ctx context.Context) string { id, _ := ctx.Value(sessionKey{}).(string); return id },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := &mcp.ServerOptions{}
+	gw.Configure(so)
+	server := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, so)
+	// Stand-in for guard.MCPMiddleware: each session is one identity.
+	server.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			return next(context.WithValue(ctx, sessionKey{}, fmt.Sprintf("%p", req.GetSession())), method, req)
+		}
+	})
+	if err := gw.Start(context.Background(), server); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	a, b := mcptest.ConnectInMemory(t, server), mcptest.ConnectInMemory(t, server)
+	pid := func(cs *mcp.ClientSession) (string, bool) {
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "fx__fixture_counter"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mcptest.Text(res), res.IsError
+	}
+	first, _ := pid(a)
+	second, isErr := pid(b)
+	if isErr || first == second {
+		t.Fatalf("b did not get its own process in place of a's idle one: %s / %s", first, second)
+	}
+	if st := gw.Status(); st[0].Connections != 1 {
+		t.Fatalf("connections = %d, want 1", st[0].Connections)
+	}
+	// b is busy: a new caller is refused rather than waiting or evicting.
+	done := make(chan struct{})
+	go func() {
+		b.CallTool(context.Background(), &mcp.CallToolParams{Name: "fx__fixture_sleep", Arguments: map[string]any{"ms": 1000}})
+		close(done)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	text, isErr := pid(a)
+	if !isErr || !strings.Contains(text, "max_connections") {
+		t.Fatalf("caller beyond the limit while all are busy: isError=%v %q", isErr, text)
+	}
+	<-done
+}

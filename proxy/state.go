@@ -56,8 +56,17 @@ func (u *upstream) get(ctx context.Context, key string) (*conn, error) {
 	u.mu.Lock()
 	s := u.slots[key]
 	if s == nil {
-		s = &slot{}
-		u.slots[key] = s
+		if len(u.slots) >= u.cfg.maxConnections() {
+			u.mu.Unlock()
+			if !u.evictIdle() {
+				return nil, fmt.Errorf("upstream %s has %d connections in use, its max_connections; retry later", u.cfg.Name, u.cfg.maxConnections())
+			}
+			u.mu.Lock()
+		}
+		if s = u.slots[key]; s == nil {
+			s = &slot{}
+			u.slots[key] = s
+		}
 	}
 	u.mu.Unlock()
 
@@ -88,6 +97,24 @@ func (u *upstream) get(ctx context.Context, key string) (*conn, error) {
 	u.state = "ready"
 	u.mu.Unlock()
 	return c, nil
+}
+
+// evictIdle closes the least recently used connection with no call in
+// progress, reporting whether there was one.
+func (u *upstream) evictIdle() bool {
+	var oldKey string
+	var old *conn
+	for key, c := range u.conns() {
+		if !c.busy() && (old == nil || c.lastUsed.Load() < old.lastUsed.Load()) {
+			oldKey, old = key, c
+		}
+	}
+	if old == nil {
+		return false
+	}
+	u.g.logger.Info("closing the least recently used upstream connection to make room", "upstream", u.cfg.Name, "pid", old.pid())
+	u.drop(oldKey, old)
+	return true
 }
 
 // drop closes key's connection if it is still c.

@@ -49,6 +49,7 @@ const (
 	DefaultTimeout          = 60 * time.Second
 	DefaultMaxResponseBytes = 4 << 20
 	DefaultSeparator        = "__"
+	DefaultMaxConnections   = 64
 )
 
 // Upstream describes one MCP server to put behind the gateway. Exactly one
@@ -85,6 +86,11 @@ type Upstream struct {
 	// Pinning is PinBlock (default when a PinStore is set), PinFlag or
 	// PinOff.
 	Pinning PinMode
+	// MaxConnections bounds a PerUser upstream's concurrent connections
+	// (processes, for stdio): when a new caller needs one beyond it, the
+	// least recently used idle one is closed, and if none is idle the
+	// caller is refused. Zero means DefaultMaxConnections.
+	MaxConnections int
 }
 
 var upstreamName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
@@ -119,8 +125,8 @@ func (u *Upstream) Validate() error {
 	default:
 		return fmt.Errorf("upstream %s: pinning must be block, flag or off", u.Name)
 	}
-	if u.Timeout < 0 || u.MaxResponseBytes < 0 {
-		return fmt.Errorf("upstream %s: timeout and max_response_bytes must not be negative", u.Name)
+	if u.Timeout < 0 || u.MaxResponseBytes < 0 || u.MaxConnections < 0 {
+		return fmt.Errorf("upstream %s: timeout, max_response_bytes and max_connections must not be negative", u.Name)
 	}
 	return nil
 }
@@ -130,6 +136,13 @@ func (u *Upstream) timeout() time.Duration {
 		return u.Timeout
 	}
 	return DefaultTimeout
+}
+
+func (u *Upstream) maxConnections() int {
+	if u.MaxConnections > 0 {
+		return u.MaxConnections
+	}
+	return DefaultMaxConnections
 }
 
 func (u *Upstream) maxResponse() int64 {

@@ -28,6 +28,7 @@ func gatewayUpstreams(cfg *config.Config, flags []string, res config.Resolver) (
 			Name: uc.Name, Prefix: uc.Prefix(), Command: uc.Command, URL: uc.URL,
 			Isolation: proxy.Isolation(uc.Isolation), Timeout: uc.Timeout,
 			MaxResponseBytes: uc.MaxResponseBytes, Pinning: proxy.PinMode(uc.Pinning),
+			MaxConnections: uc.MaxConnections,
 		}
 		if len(uc.Env) > 0 {
 			u.Env = map[string]string{}

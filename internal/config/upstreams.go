@@ -42,6 +42,10 @@ type UpstreamConfig struct {
 	// Namespace is the prefix of the upstream's tool and prompt names.
 	// Default: the upstream's name; false: names pass through unchanged.
 	Namespace string `yaml:"namespace"`
+	// MaxConnections bounds a per-user upstream's processes (one per
+	// identity); beyond it the least recently used idle one is stopped, or
+	// the caller refused. Default 64.
+	MaxConnections int `yaml:"max_connections"`
 	// Pinning is what a changed tool definition does: "block" (default;
 	// hidden and refused until `mcpguard tools pin`), "flag" (allowed,
 	// audited) or "off".
@@ -155,6 +159,9 @@ func (v *validator) gateway(c *Config) {
 		}
 		if u.MaxResponseBytes < 0 {
 			v.add(p.field("max_response_bytes"), "must not be negative")
+		}
+		if u.MaxConnections < 0 {
+			v.add(p.field("max_connections"), "must not be negative")
 		}
 		if u.Namespace != "" && u.Namespace != "false" && !namespaceRE.MatchString(u.Namespace) {
 			v.add(p.field("namespace"), "must be false or 1-63 letters, digits, '.', '-' or '_'")

@@ -39,7 +39,16 @@
 // request cannot be attributed to one of them and is refused rather than
 // shown to the wrong person; isolation "per-user" removes the ambiguity
 // between users. list_changed notifications from upstreams update the
-// registered set, which go-sdk announces to connected clients in turn.
+// registered set, which go-sdk announces to connected clients in turn (for
+// a per-user upstream, a change reported by any user's process updates the
+// one list every caller sees, through pinning like any other).
+//
+// Limits: a downstream client on protocol 2026-07-28, where servers no
+// longer send requests during a call (multi round-trip results replace
+// them), gets no sampling or elicitation relayed; the gateway speaks
+// 2025-11-25 to upstreams. Over stdio, log and progress messages an upstream
+// sends before a result are relayed before the result; over HTTP, go-sdk
+// may hand the last of them over just after it.
 //
 // # Credentials
 //

@@ -498,3 +498,32 @@ upstreams:
 		t.Fatalf("fx__fixture_added: %q", text)
 	}
 }
+
+// TestStdioServe runs mcpguard itself over stdio, as a desktop client
+// launches it, with the caller's key in MCP_API_KEY: the per-user upstream
+// is started for that identity, and never sees the key.
+func TestStdioServe(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, isolationConfig(dir, "10m"))
+	alice := createKey(t, dir, "alice", "user")
+	cmd := exec.Command(mcpguardBin, "serve", "--stdio", "--config", filepath.Join(dir, "mcpguard.yaml"))
+	cmd.Env = append(os.Environ(), "MCP_API_KEY="+alice)
+	client := mcp.NewClient(&mcp.Implementation{Name: "desktop", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	text, isErr := callText(t, cs, "fx__fixture_env", nil)
+	if isErr {
+		t.Fatalf("fx__fixture_env: %s", text)
+	}
+	if strings.Contains(text, alice) || strings.Contains(text, "MCP_API_KEY") {
+		t.Fatalf("the stdio upstream received the caller's key: %s", text)
+	}
+	waitAudit(t, dir, func(r map[string]any) bool {
+		return r["target"] == "fx__fixture_env" && r["user"] == "alice" && r["transport"] == "stdio" && r["decision"] == "ALLOWED"
+	})
+}

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/mcpguard/mcpguard/proxy"
+	"github.com/mcpguard/mcpguard/store/sqlite"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -282,4 +285,95 @@ func TestPerUserConnectionLimit(t *testing.T) {
 		t.Fatalf("caller beyond the limit while all are busy: isError=%v %q", isErr, text)
 	}
 	<-done
+}
+
+// TestPaginationFollowed checks that every page of an upstream's lists is
+// read: the fixture serving two items per page exposes as much as with one
+// page.
+func TestPaginationFollowed(t *testing.T) {
+	one, _ := start(t, proxy.Options{Upstreams: []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture}}}})
+	paged, server := start(t, proxy.Options{Upstreams: []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture, "-page-size", "2"}}}})
+	want, got := one.Status()[0].Tools, paged.Status()[0].Tools
+	if want < 20 || got != want {
+		t.Fatalf("tools with 2 per page: %d, with one page: %d", got, want)
+	}
+	cs := mcptest.ConnectInMemory(t, server)
+	n := 0
+	for _, err := range cs.ResourceTemplates(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	var resources []string
+	for r, err := range cs.Resources(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		resources = append(resources, r.URI)
+	}
+	if n != 1 || len(resources) != 3 {
+		t.Fatalf("templates %d, resources %v", n, resources)
+	}
+}
+
+// auditRecorder is an AuditSink that keeps records.
+type auditRecorder struct {
+	mu   sync.Mutex
+	recs []*guard.Record
+}
+
+func (a *auditRecorder) Record(_ context.Context, r *guard.Record) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+	return nil
+}
+
+// TestPinningFlagAndBlock checks both pinning modes against a real store:
+// a changed definition is audited either way, hidden only with block.
+func TestPinningFlagAndBlock(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	up := func(desc string, mode proxy.PinMode) proxy.Upstream {
+		return proxy.Upstream{Name: "fx", Prefix: "fx", Command: []string{fixture}, Env: map[string]string{"FIXTURE_DESCRIPTION": desc}, Pinning: mode}
+	}
+	first, _ := start(t, proxy.Options{Pins: st, Upstreams: []proxy.Upstream{up("original", proxy.PinBlock)}})
+	first.Close()
+	pin, err := st.GetToolPin(context.Background(), "fx", "fixture_changing")
+	if err != nil || len(pin.Hash) != 64 {
+		t.Fatalf("not pinned on first sight: %+v %v", pin, err)
+	}
+	for _, mode := range []proxy.PinMode{proxy.PinFlag, proxy.PinBlock} {
+		rec := &auditRecorder{}
+		gw, server := start(t, proxy.Options{Pins: st, Audit: rec, Upstreams: []proxy.Upstream{up("changed", mode)}})
+		cs := mcptest.ConnectInMemory(t, server)
+		listed := false
+		for tool, err := range cs.Tools(context.Background(), nil) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed = listed || tool.Name == "fx__fixture_changing"
+		}
+		if listed != (mode == proxy.PinFlag) {
+			t.Errorf("%s: changed tool listed = %v", mode, listed)
+		}
+		if got := gw.Status()[0].Blocked; got != map[proxy.PinMode]int{proxy.PinFlag: 0, proxy.PinBlock: 1}[mode] {
+			t.Errorf("%s: blocked = %d", mode, got)
+		}
+		rec.mu.Lock()
+		if len(rec.recs) != 1 || rec.recs[0].Method != "tools/pin" || rec.recs[0].Target != "fx__fixture_changing" ||
+			(mode == proxy.PinBlock) != (rec.recs[0].Decision == guard.Denied) {
+			t.Errorf("%s: audit records %+v", mode, rec.recs)
+		}
+		rec.mu.Unlock()
+		gw.Close()
+	}
+	// The pin is unchanged until someone re-pins.
+	if again, _ := st.GetToolPin(context.Background(), "fx", "fixture_changing"); again.Hash != pin.Hash {
+		t.Fatal("a changed definition replaced the pin by itself")
+	}
 }

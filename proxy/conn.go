@@ -61,15 +61,31 @@ func (u *upstream) dial(ctx context.Context, key string) (*conn, error) {
 	c.lastUsed.Store(time.Now().UnixNano())
 	var transport mcp.Transport
 	cfg := &u.cfg
+	var userEnv, userHeaders map[string]string
+	if key != "" && cfg.UserCredentials != nil {
+		var err error
+		if userEnv, userHeaders, err = cfg.UserCredentials(ctx); err != nil {
+			return nil, &userError{err}
+		}
+	}
 	if cfg.URL != "" {
 		base := http.DefaultTransport
 		if cfg.HTTPClient != nil && cfg.HTTPClient.Transport != nil {
 			base = cfg.HTTPClient.Transport
 		}
-		hc := &http.Client{Transport: &headerTransport{next: base, headers: cfg.Headers, max: cfg.maxResponse(), tripped: &c.tripped}}
+		headers := cfg.Headers
+		if len(userHeaders) > 0 {
+			headers = map[string]string{}
+			for _, m := range []map[string]string{cfg.Headers, userHeaders} {
+				for k, v := range m {
+					headers[k] = v
+				}
+			}
+		}
+		hc := &http.Client{Transport: &headerTransport{next: base, headers: headers, max: cfg.maxResponse(), tripped: &c.tripped}}
 		transport = &mcp.StreamableClientTransport{Endpoint: cfg.URL, HTTPClient: hc, MaxRetries: 2}
 	} else {
-		p, err := startProcess(cfg)
+		p, err := startProcess(cfg, userEnv)
 		if err != nil {
 			return nil, err
 		}
@@ -130,6 +146,13 @@ func (u *upstream) dial(ctx context.Context, key string) (*conn, error) {
 	go c.watch()
 	return c, nil
 }
+
+// userError is a caller's own problem (missing per-user credentials), not
+// the upstream's: it does not count as a failure of the upstream.
+type userError struct{ err error }
+
+func (e *userError) Error() string { return e.err.Error() }
+func (e *userError) Unwrap() error { return e.err }
 
 // watch waits for the session to end and reports an unexpected end.
 func (c *conn) watch() {

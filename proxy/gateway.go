@@ -531,7 +531,7 @@ func (g *Gateway) callTool(u *upstream, name string) mcp.ToolHandler {
 		if err != nil {
 			return nil, g.forwardError(ctx, cctx, u, c, err)
 		}
-		u.succeeded()
+		u.succeeded(c)
 		return res, nil
 	}
 }
@@ -579,7 +579,7 @@ func (g *Gateway) getPrompt(u *upstream, name string) mcp.PromptHandler {
 		if err != nil {
 			return nil, f.fail(ctx, err)
 		}
-		u.succeeded()
+		u.succeeded(f.c)
 		return res, nil
 	}
 }
@@ -596,7 +596,7 @@ func (g *Gateway) readResource(u *upstream) mcp.ResourceHandler {
 		if err != nil {
 			return nil, f.fail(ctx, err)
 		}
-		u.succeeded()
+		u.succeeded(f.c)
 		return res, nil
 	}
 }

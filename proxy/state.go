@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -21,8 +22,6 @@ type upstream struct {
 	state     string
 	lastErr   string
 	restarts  int
-	failures  int // consecutive failed starts or crashes
-	retryAt   time.Time
 	tools     map[string]*mcp.Tool // exposed name → upstream definition
 	blocked   map[string]string    // exposed name → why
 	init      *mcp.InitializeResult
@@ -32,9 +31,16 @@ type upstream struct {
 }
 
 // slot holds the connection for one key; its mutex serializes dialing.
+// Backoff is per slot, so that one user's failing process does not delay
+// the others'.
 type slot struct {
 	mu sync.Mutex
 	c  *conn
+
+	// guarded by upstream.mu
+	failures int // consecutive failed starts or crashes
+	retryAt  time.Time
+	lastErr  string
 }
 
 // maxBackoff caps the wait between restarts of a failing upstream.
@@ -76,16 +82,20 @@ func (u *upstream) get(ctx context.Context, key string) (*conn, error) {
 		return s.c, nil
 	}
 	u.mu.Lock()
-	wait := time.Until(u.retryAt)
-	last := u.lastErr
+	wait := time.Until(s.retryAt)
+	last := s.lastErr
 	u.mu.Unlock()
 	if wait > 0 {
 		return nil, fmt.Errorf("upstream %s is unavailable (%s); it is restarted in %s, retry then", u.cfg.Name, last, wait.Round(time.Millisecond))
 	}
 	restart := s.c != nil
 	c, err := u.dial(ctx, key)
+	var ue *userError
+	if errors.As(err, &ue) {
+		return nil, fmt.Errorf("upstream %s: %v", u.cfg.Name, ue.err)
+	}
 	if err != nil {
-		u.failed(err.Error())
+		u.failed(s, err.Error())
 		return nil, fmt.Errorf("upstream %s could not be started: %v", u.cfg.Name, err)
 	}
 	s.c = c
@@ -138,26 +148,34 @@ func (u *upstream) drop(key string, c *conn) {
 // lost records a connection that ended without being closed.
 func (u *upstream) lost(c *conn, reason string) {
 	u.g.logger.Warn("upstream connection lost", "upstream", u.cfg.Name, "pid", c.pid(), "reason", reason)
-	u.failed(reason)
+	u.mu.Lock()
+	s := u.slots[c.key]
+	u.mu.Unlock()
+	u.failed(s, reason)
 }
 
-func (u *upstream) failed(reason string) {
+// failed records a failed start or a crash for s (nil: the slot is gone).
+func (u *upstream) failed(s *slot, reason string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.failures++
 	u.lastErr = reason
-	u.retryAt = time.Now().Add(backoff(u.failures))
 	u.state = "failing"
+	if s != nil {
+		s.failures++
+		s.lastErr = reason
+		s.retryAt = time.Now().Add(backoff(s.failures))
+	}
 }
 
-// succeeded resets the backoff after a request the upstream answered.
-func (u *upstream) succeeded() {
+// succeeded resets the backoff of c's slot after a request the upstream
+// answered.
+func (u *upstream) succeeded(c *conn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.failures != 0 {
-		u.failures = 0
-		u.state = "ready"
+	if s := u.slots[c.key]; s != nil && s.failures != 0 {
+		s.failures = 0
 	}
+	u.state = "ready"
 }
 
 func (u *upstream) setState(state, lastErr string) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,13 @@ type Upstream struct {
 	// Pinning is PinBlock (default when a PinStore is set), PinFlag or
 	// PinOff.
 	Pinning PinMode
+	// UserCredentials, for a PerUser upstream, returns the caller's own
+	// credentials for it: environment variables (stdio) or headers (HTTP)
+	// added to the configured ones for that caller's connection only. ctx
+	// carries the caller (guard.PrincipalFromContext). An error refuses the
+	// caller with its text, so it must say what to do without revealing a
+	// secret. The discovery connection made at start runs without them.
+	UserCredentials func(ctx context.Context) (env, headers map[string]string, err error)
 	// MaxConnections bounds a PerUser upstream's concurrent connections
 	// (processes, for stdio): when a new caller needs one beyond it, the
 	// least recently used idle one is closed, and if none is idle the
@@ -119,6 +127,9 @@ func (u *Upstream) Validate() error {
 	case "", Shared, PerUser:
 	default:
 		return fmt.Errorf("upstream %s: isolation must be shared or per-user", u.Name)
+	}
+	if u.UserCredentials != nil && u.Isolation != PerUser {
+		return fmt.Errorf("upstream %s: per-user credentials need isolation per-user, or one user's credential would serve everyone", u.Name)
 	}
 	switch u.Pinning {
 	case "", PinBlock, PinFlag, PinOff:
@@ -156,18 +167,22 @@ func (u *Upstream) maxResponse() int64 {
 // what programs need to run, nothing that could hold a credential.
 var baseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL", "SYSTEMROOT", "NODE_PATH", "npm_config_cache"}
 
-// environ builds a stdio upstream's environment.
-func (u *Upstream) environ() []string {
-	var env []string
+// environ builds a stdio upstream's environment: the minimal base, the
+// configured variables, then the caller's own (user).
+func (u *Upstream) environ(user map[string]string) []string {
+	vars := map[string]string{}
 	for _, k := range baseEnv {
-		if _, set := u.Env[k]; set {
-			continue
-		}
 		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
+			vars[k] = v
 		}
 	}
-	for k, v := range u.Env {
+	for _, m := range []map[string]string{u.Env, user} {
+		for k, v := range m {
+			vars[k] = v
+		}
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
 	return env
@@ -214,10 +229,11 @@ type process struct {
 	err    error // set before done is closed
 }
 
-// startProcess starts u's command with its pipes.
-func startProcess(u *Upstream) (*process, error) {
+// startProcess starts u's command with its pipes; user holds the caller's
+// own variables, if any.
+func startProcess(u *Upstream, user map[string]string) (*process, error) {
 	cmd := exec.Command(u.Command[0], u.Command[1:]...)
-	cmd.Env = u.environ()
+	cmd.Env = u.environ(user)
 	cmd.Dir = u.Dir
 	setProcessGroup(cmd)
 	stdin, err := cmd.StdinPipe()

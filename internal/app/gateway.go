@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -53,6 +54,9 @@ func gatewayUpstreams(cfg *config.Config, flags []string, res config.Resolver) (
 				u.Headers[k] = string(b)
 			}
 		}
+		if len(uc.UserEnv) > 0 || len(uc.UserHeaders) > 0 {
+			u.UserCredentials = userCredentials(uc.Name, uc.UserEnv, uc.UserHeaders, res)
+		}
 		out = append(out, u)
 	}
 	for _, f := range flags {
@@ -63,6 +67,42 @@ func gatewayUpstreams(cfg *config.Config, flags []string, res config.Resolver) (
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// userNameRE is what a principal's subject must look like to stand for
+// {user} in a reference: it must stay one secret or variable name.
+var userNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// userCredentials resolves an upstream's per-user env and header templates
+// for the caller in ctx.
+func userCredentials(upstream string, env, headers map[string]string, res config.Resolver) func(context.Context) (map[string]string, map[string]string, error) {
+	resolve := func(subject string, tpls map[string]string) (map[string]string, error) {
+		out := map[string]string{}
+		for k, tpl := range tpls {
+			ref := config.SecretRef(strings.ReplaceAll(tpl, "{user}", subject))
+			v, err := ref.ResolveWith(res)
+			if err != nil {
+				return nil, fmt.Errorf("your own credential for this upstream (%s) is not available; an administrator must provide it: %v", ref, err)
+			}
+			out[k] = string(v)
+		}
+		return out, nil
+	}
+	return func(ctx context.Context) (map[string]string, map[string]string, error) {
+		p := guard.PrincipalFromContext(ctx)
+		if p == nil || !userNameRE.MatchString(p.Subject) {
+			return nil, nil, fmt.Errorf("upstream %s uses per-user credentials, which need a caller whose name is 1-64 letters, digits, '.', '-' or '_'", upstream)
+		}
+		e, err := resolve(p.Subject, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := resolve(p.Subject, headers)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, h, nil
+	}
 }
 
 // newGateway builds the gateway for the configured upstreams, or returns

@@ -31,6 +31,16 @@ type UpstreamConfig struct {
 	// hold the upstream's credentials. The caller's credential is never
 	// forwarded.
 	Headers map[string]SecretRef `yaml:"headers"`
+	// UserEnv sets, for each caller's own process (isolation per-user),
+	// environment variables from references in which {user} stands for
+	// the caller's name: GITHUB_TOKEN: "secret:github-token.{user}" gives
+	// alice's process the secret github-token.alice (`mcpguard secrets
+	// set github-token.alice`). A caller without one is refused with a
+	// message saying so.
+	UserEnv map[string]string `yaml:"user_env"`
+	// UserHeaders is UserEnv for a url upstream: headers sent only on the
+	// caller's own connection.
+	UserHeaders map[string]string `yaml:"user_headers"`
 	// Isolation is "shared" (default: one process for every caller) or
 	// "per-user" (one process per authenticated identity).
 	Isolation string `yaml:"isolation"`
@@ -131,6 +141,22 @@ func (v *validator) gateway(c *Config) {
 		for k := range u.Env {
 			if !envName.MatchString(k) {
 				v.add(p.field("env").key(k), "is not a valid environment variable name")
+			}
+		}
+		if len(u.UserEnv) > 0 && u.URL != "" {
+			v.add(p.field("user_env"), "only applies to a command upstream; use user_headers")
+		}
+		if len(u.UserHeaders) > 0 && u.URL == "" {
+			v.add(p.field("user_headers"), "only applies to a url upstream; use user_env")
+		}
+		for field, m := range map[string]map[string]string{"user_env": u.UserEnv, "user_headers": u.UserHeaders} {
+			if len(m) > 0 && u.Isolation != "per-user" {
+				v.add(p.field(field), "needs isolation: per-user (one user's credential must never serve another)")
+			}
+			for k, tpl := range m {
+				if !strings.Contains(tpl, "{user}") || !SecretRef(strings.ReplaceAll(tpl, "{user}", "u")).Valid() {
+					v.add(p.field(field).key(k), "must be a reference containing {user}, such as secret:token.{user}")
+				}
 			}
 		}
 		if len(u.Headers) > 0 && u.URL == "" {

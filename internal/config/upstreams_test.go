@@ -52,6 +52,9 @@ func TestUpstreamErrors(t *testing.T) {
 		{"upstreams:\n  - {name: a, command: [x], pinning: maybe}\n", "upstreams[0].pinning: must be block, flag or off"},
 		{"upstreams:\n  - {name: 'a b', command: [x]}\n", "upstreams[0].name: must be 1-63"},
 		{"auth:\n  anonymous: {enabled: true, roles: [viewer]}\nserver: {addr: '0.0.0.0:8080'}\n", "server.addr: must be a loopback address"},
+		{"upstreams:\n  - {name: a, command: [x], user_env: {T: 'secret:t.{user}'}}\n", "upstreams[0].user_env: needs isolation: per-user"},
+		{"upstreams:\n  - {name: a, command: [x], isolation: per-user, user_env: {T: 'secret:t'}}\n", "upstreams[0].user_env.T: must be a reference containing {user}"},
+		{"upstreams:\n  - {name: a, command: [x], isolation: per-user, user_headers: {T: 'secret:t.{user}'}}\n", "upstreams[0].user_headers: only applies to a url upstream"},
 		{"auth:\n  anonymous: {enabled: true, roles: [nobody]}\n", "auth.anonymous.roles[0]: unknown role"},
 	}
 	for _, tt := range tests {

@@ -527,3 +527,38 @@ func TestStdioServe(t *testing.T) {
 		return r["target"] == "fx__fixture_env" && r["user"] == "alice" && r["transport"] == "stdio" && r["decision"] == "ALLOWED"
 	})
 }
+
+// TestPerUserCredentials checks user_env: each caller's process gets that
+// caller's own upstream credential from the encrypted secret store, and a
+// caller without one is refused, saying which secret is missing.
+func TestPerUserCredentials(t *testing.T) {
+	dir := t.TempDir()
+	master := []string{"MCPGUARD_MASTER_KEY=" + strings.Repeat("ab", 32)}
+	cfg := isolationConfig(dir, "10m") + `    user_env: {FIXTURE_TOKEN: "secret:fx-token.{user}"}
+`
+	writeConfig(t, dir, cfg)
+	keys := map[string]string{}
+	for _, name := range []string{"alice", "bob", "carol"} {
+		keys[name] = createKey(t, dir, name, "user")
+	}
+	for _, name := range []string{"alice", "bob"} {
+		cmd := exec.Command(mcpguardBin, "--config", filepath.Join(dir, "mcpguard.yaml"), "secrets", "set", "fx-token."+name)
+		cmd.Env = append(os.Environ(), master...)
+		cmd.Stdin = strings.NewReader(name + "-upstream-token")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("secrets set: %v %s", err, out)
+		}
+	}
+	gw := startGateway(t, dir, cfg, master)
+	for _, name := range []string{"alice", "bob"} {
+		text, isErr := callText(t, connect(t, gw.url, keys[name]), "fx__fixture_env", nil)
+		var got struct{ Token string }
+		if isErr || json.Unmarshal([]byte(text), &got) != nil || got.Token != name+"-upstream-token" {
+			t.Fatalf("%s's process got token %q (%s)", name, got.Token, text)
+		}
+	}
+	text, isErr := callText(t, connect(t, gw.url, keys["carol"]), "fx__fixture_env", nil)
+	if !isErr || !strings.Contains(text, "secret:fx-token.carol") || strings.Contains(text, "upstream-token") {
+		t.Fatalf("carol without a credential: isError=%v %q", isErr, text)
+	}
+}

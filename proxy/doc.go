@@ -12,6 +12,31 @@
 // authorizes and audits every request before a proxied handler runs, exactly
 // as for a built-in tool. The handler then forwards the call to the upstream.
 //
+// # Use
+//
+// The gateway needs to configure the server before it exists (go-sdk
+// takes subscription and completion handlers only as options), and to be
+// started once the server does:
+//
+//	gw, err := proxy.New(proxy.Options{
+//		Upstreams: []proxy.Upstream{{
+//			Name: "github", Prefix: "github",
+//			Command: []string{"npx", "-y", "@modelcontextprotocol/server-github"},
+//			Env:     map[string]string{"GITHUB_PERSONAL_ACCESS_TOKEN": token},
+//		}},
+//		Pins:  st,   // a store.Store: pinning on
+//		Audit: sink, // pinning decisions are audited
+//	})
+//	opts := &mcp.ServerOptions{}
+//	gw.Configure(opts)
+//	server := mcp.NewServer(impl, opts)
+//	// The guard first, then the gateway's refusal of pinned-out tools.
+//	server.AddReceivingMiddleware(g.MCPMiddleware(guard.MCPOptions{Transport: "http"}), gw.Middleware())
+//	if err := gw.Start(ctx, server); err != nil { // connects, lists, registers
+//		return err // unreachable upstream, or a name collision
+//	}
+//	defer gw.Close() // stops the upstream processes
+//
 // # Names
 //
 // An upstream's tools and prompts are exposed as <prefix><sep><name>, the

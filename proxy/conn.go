@@ -82,7 +82,13 @@ func (u *upstream) dial(ctx context.Context, key string) (*conn, error) {
 				}
 			}
 		}
-		hc := &http.Client{Transport: &headerTransport{next: base, headers: headers, max: cfg.maxResponse(), tripped: &c.tripped}}
+		hc := &http.Client{
+			Transport: &headerTransport{next: base, headers: headers, max: cfg.maxResponse(), tripped: &c.tripped},
+			// The upstream's credentials are added to every request this
+			// client sends: following a redirect would send them to
+			// wherever the upstream points.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 		transport = &mcp.StreamableClientTransport{Endpoint: cfg.URL, HTTPClient: hc, MaxRetries: 2}
 	} else {
 		p, err := startProcess(cfg, userEnv)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,5 +377,36 @@ func TestPinningFlagAndBlock(t *testing.T) {
 	// The pin is unchanged until someone re-pins.
 	if again, _ := st.GetToolPin(context.Background(), "fx", "fixture_changing"); again.Hash != pin.Hash {
 		t.Fatal("a changed definition replaced the pin by itself")
+	}
+}
+
+// TestHTTPUpstreamCredentialsStayHome checks that an HTTP upstream's
+// configured credential is not sent to where a redirect points.
+func TestHTTPUpstreamCredentialsStayHome(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.Header.Get("Authorization"))
+		mu.Unlock()
+		http.Error(w, "no", http.StatusNotFound)
+	}))
+	defer elsewhere.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/mcp", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	gw, err := proxy.New(proxy.Options{Upstreams: []proxy.Upstream{{Name: "r", URL: redirector.URL + "/mcp", Headers: map[string]string{"Authorization": "Bearer upstream-secret"}, Timeout: 5 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gw.Start(context.Background(), mcp.NewServer(&mcp.Implementation{Name: "x", Version: "1"}, nil))
+	if err == nil {
+		t.Fatal("a redirecting upstream was accepted")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) > 0 {
+		t.Fatalf("the credential followed the redirect: %v", leaked)
 	}
 }

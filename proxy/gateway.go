@@ -35,6 +35,11 @@ type Options struct {
 	// IdleTimeout closes per-user connections unused for this long. Zero
 	// means 10 minutes.
 	IdleTimeout time.Duration
+	// ToolsChanged, if set, is called with every exposed upstream tool
+	// name whenever the set changes (at start, after list_changed): for
+	// metrics that label by tool, say. It must not call back into the
+	// Gateway.
+	ToolsChanged func(names []string)
 	// Identity returns the key of the caller's connection for per-user
 	// upstreams. Nil means guard.PrincipalFromContext(ctx).ID().
 	Identity func(ctx context.Context) string
@@ -369,6 +374,16 @@ func (g *Gateway) apply(ctx context.Context, u *upstream, cat *catalog) {
 	u.mu.Lock()
 	u.tools, u.blocked = want, blocked
 	u.mu.Unlock()
+	if g.opts.ToolsChanged != nil {
+		var names []string
+		for key, owner := range g.owners {
+			if name, ok := strings.CutPrefix(key, "tool\x00"); ok && owner != "" {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		g.opts.ToolsChanged(names)
+	}
 
 	// Prompts.
 	wantP := map[string]*mcp.Prompt{}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -408,5 +409,16 @@ func TestHTTPUpstreamCredentialsStayHome(t *testing.T) {
 	defer mu.Unlock()
 	if len(leaked) > 0 {
 		t.Fatalf("the credential followed the redirect: %v", leaked)
+	}
+}
+
+func TestToolsChangedReportsExposedNames(t *testing.T) {
+	var got []string
+	start(t, proxy.Options{
+		Upstreams:    []proxy.Upstream{{Name: "fx", Prefix: "fx", Command: []string{fixture}}},
+		ToolsChanged: func(names []string) { got = names },
+	})
+	if len(got) < 20 || !slices.Contains(got, "fx__test_simple_text") || !slices.IsSorted(got) {
+		t.Fatalf("ToolsChanged got %v", got)
 	}
 }

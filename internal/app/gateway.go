@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -107,7 +108,9 @@ func userCredentials(upstream string, env, headers map[string]string, res config
 
 // newGateway builds the gateway for the configured upstreams, or returns
 // nil when there are none.
-func newGateway(cfg *config.Config, o ServeOptions, st store.Store, res config.Resolver, audit guard.AuditSink, reserved []string, logger *slog.Logger) (*proxy.Gateway, error) {
+// Metrics label tools/call by tool name for the built-in tools (reserved)
+// and the upstreams' exposed tools.
+func newGateway(cfg *config.Config, o ServeOptions, st store.Store, res config.Resolver, audit guard.AuditSink, reserved []string, setKnownTools func([]string), logger *slog.Logger) (*proxy.Gateway, error) {
 	ups, err := gatewayUpstreams(cfg, o.Upstreams, res)
 	if err != nil || len(ups) == 0 {
 		return nil, err
@@ -115,6 +118,7 @@ func newGateway(cfg *config.Config, o ServeOptions, st store.Store, res config.R
 	return proxy.New(proxy.Options{
 		Upstreams: ups, Separator: cfg.Gateway.Separator, Reserved: reserved,
 		Pins: st, Audit: audit, Logger: logger, IdleTimeout: cfg.Gateway.IdleTimeout,
+		ToolsChanged: func(names []string) { setKnownTools(append(slices.Clone(reserved), names...)) },
 	})
 }
 

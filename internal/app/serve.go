@@ -137,7 +137,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if cfg.Database != "" {
 		reserved = tools.Names()
 	}
-	gw, err := newGateway(cfg, o, st, res, g.Audit, reserved, logger)
+	gw, err := newGateway(cfg, o, st, res, g.Audit, reserved, obs.metrics.SetKnownTools, logger)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -187,7 +187,7 @@ func fromFile(file string, p *cedar.Policy) (*compiled, error) {
 }
 
 func (e *Engine) add(c *compiled) error {
-	c.uses, c.argKeys = contextFieldsOf(c.policy)
+	c.uses, c.argKeys = reads(c.ast)
 	if prev, ok := e.byID[c.id]; ok {
 		return fmt.Errorf("%s: policy id %q is already used by the policy at %s", position(c), c.id, position(prev))
 	}

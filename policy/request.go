@@ -3,17 +3,15 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"math"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	xeval "github.com/cedar-policy/cedar-go/x/exp/eval"
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
@@ -223,52 +221,90 @@ const (
 	useAllArguments
 )
 
-// argRef finds the arguments a policy's canonical text reads by name.
-var argRef = regexp.MustCompile(`context\.(?:arguments|sizes)(?:\.([A-Za-z_][A-Za-z0-9_]*)| has ([A-Za-z_][A-Za-z0-9_]*)| has "((?:[^"\\]|\\.)*)"|\["((?:[^"\\]|\\.)*)"\])`)
-
 var contextNames = []string{"arguments", "sizes", "now", "time", "ip", "transport", "protocol_version", "permission", "credential_grants"}
 
-// contextFieldsOf returns the context attributes p may read: those its
-// canonical text names (context.x, context has x, context["x"]), or all of
-// them when it uses the context record as a whole. A superset costs only
-// time; a missing attribute would deny, never allow.
-func contextFieldsOf(p *cedar.Policy) (ctxFields, []string) {
-	text := string(p.MarshalCedar())
-	rest := strings.ReplaceAll(text, "context.", "")
-	rest = strings.ReplaceAll(rest, "context has ", "")
-	rest = strings.ReplaceAll(rest, "context[", "")
-	if strings.Contains(rest, "context") {
-		return ^ctxFields(0), nil
-	}
-	var u ctxFields
-	if strings.Contains(text, "principal.") || strings.Contains(text, "principal has") || strings.Contains(text, "principal[") {
-		u |= usePrincipalAttrs
-	}
-	for i, name := range contextNames {
-		if strings.Contains(text, "context."+name) || strings.Contains(text, "context has "+name) || strings.Contains(text, `context["`+name+`"]`) {
-			u |= 1 << i
-		}
-	}
-	if u&(useArguments|useSizes) == 0 {
-		return u, nil
-	}
-	var keys []string
-	for _, m := range argRef.FindAllStringSubmatch(text, -1) {
-		for _, k := range m[1:] {
-			if k != "" {
-				if uq, err := strconv.Unquote(`"` + k + `"`); err == nil {
-					k = uq
-				}
-				if !slices.Contains(keys, k) {
-					keys = append(keys, k)
-				}
+// reads finds what a policy reads, by walking its parsed conditions: the
+// context attributes it names, the arguments (and sizes) it names, and
+// whether it may read an attribute of the principal. Whatever it cannot
+// pin down counts as read in full (the whole context, every argument, the
+// principal's attributes): a superset costs only time, while a missing
+// attribute could disable a forbid guarded by `has`.
+func reads(p *xast.Policy) (uses ctxFields, argKeys []string) {
+	field := func(name types.String) ctxFields {
+		for i, n := range contextNames {
+			if types.String(n) == name {
+				return 1 << i
 			}
 		}
+		return 0
 	}
-	if strings.Contains(argRef.ReplaceAllString(text, ""), "context.arguments") || strings.Contains(argRef.ReplaceAllString(text, ""), "context.sizes") {
-		u |= useAllArguments
+	isVar := func(n xast.IsNode, name types.String) bool {
+		v, ok := n.(xast.NodeTypeVariable)
+		return ok && v.Name == name
 	}
-	return u, keys
+	// argRecord reports whether n is context.arguments or context.sizes.
+	argRecord := func(n xast.IsNode) bool {
+		a, ok := n.(xast.NodeTypeAccess)
+		return ok && isVar(a.Arg, "context") && (a.Value == "arguments" || a.Value == "sizes")
+	}
+	// base follows attribute accesses down to what they start from.
+	base := func(n xast.IsNode) xast.IsNode {
+		for {
+			a, ok := n.(xast.NodeTypeAccess)
+			if !ok {
+				return n
+			}
+			n = a.Arg
+		}
+	}
+	var contextVars, contextReads, argRecords, argReads int
+	attrOf := func(arg xast.IsNode, name types.String) {
+		switch {
+		case isVar(arg, "context"):
+			contextReads++
+			uses |= field(name)
+		case argRecord(arg):
+			argReads++
+			if !slices.Contains(argKeys, string(name)) {
+				argKeys = append(argKeys, string(name))
+			}
+		}
+		if b := base(arg); !isVar(b, "context") && !isVar(b, "resource") {
+			uses |= usePrincipalAttrs // the principal, or something that may be it
+		}
+	}
+	for _, cond := range p.Conditions {
+		xast.Inspect(xast.NewNode(cond.Body), func(n xast.IsNode) bool {
+			switch n := n.(type) {
+			case xast.NodeTypeVariable:
+				if n.Name == "context" {
+					contextVars++
+				}
+			case xast.NodeTypeAccess:
+				if argRecord(n) {
+					argRecords++
+				}
+				attrOf(n.Arg, n.Value)
+			case xast.NodeTypeHas:
+				attrOf(n.Arg, n.Value)
+			case xast.NodeTypeGetTag:
+				attrOf(n.Left, "")
+			case xast.NodeTypeHasTag:
+				attrOf(n.Left, "")
+			}
+			return true
+		})
+	}
+	if contextVars > contextReads {
+		return ^ctxFields(0), nil // the context record used as a whole
+	}
+	if argRecords > argReads {
+		uses |= useAllArguments // context.arguments used as a whole
+	}
+	if uses&(useArguments|useSizes) != 0 {
+		uses |= useArguments | useSizes
+	}
+	return uses, argKeys
 }
 
 // context builds the context attributes in uses.
@@ -372,10 +408,12 @@ func toCedar(x any, depth int) (types.Value, bool) {
 		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
 			return types.Long(i), true
 		}
-		if f, err := t.Float64(); err == nil && !math.IsInf(f, 0) {
-			if d, err := types.NewDecimalFromFloat(f); err == nil {
-				return d, true
-			}
+		// Only a number written exactly as a Cedar decimal (at most four
+		// fractional digits, no exponent) becomes one: rounding 100.00001
+		// down to 100.0 would let it pass a limit of 100. Anything else
+		// is a String, which fails closed in a numeric comparison.
+		if d, err := types.ParseDecimal(string(t)); err == nil {
+			return d, true
 		}
 		return types.String(t), true
 	case []any:
@@ -412,11 +450,16 @@ func (e *Engine) list(r *request) guard.Decision {
 			if !keep {
 				continue
 			}
+			// failed: a condition fails whatever the arguments (for a
+			// forbid, the error itself is what applies it; for a permit,
+			// one that can never hold). open: a condition depends on them.
 			failed, open := false, false
 			for _, cond := range residual.Conditions {
-				if _, isErr := xeval.ToPartialError(cond.Body); isErr {
+				_, isErr := xeval.ToPartialError(cond.Body)
+				switch {
+				case isErr, !c.forbid && !mayHold(cond.Body, bool(cond.Condition)):
 					failed = true
-				} else {
+				default:
 					open = true
 				}
 			}
@@ -437,4 +480,34 @@ func (e *Engine) list(r *request) guard.Decision {
 	}
 	out.allowed, out.determining = true, permits
 	return e.explain(r, out)
+}
+
+// mayHold reports whether a residual condition left by partial evaluation
+// can still come out as want (true for `when`, false for `unless`) for
+// some arguments: errors the evaluation left under && and || (and in an
+// if's test) make it fail instead, as Cedar's short-circuiting would. For
+// any other expression it answers yes, which can only list an item that
+// every call then refuses, never hide one that a call could use.
+func mayHold(n xast.IsNode, want bool) bool {
+	if _, isErr := xeval.ToPartialError(n); isErr {
+		return false
+	}
+	isErr := func(n xast.IsNode) bool { _, e := xeval.ToPartialError(n); return e }
+	switch n := n.(type) {
+	case xast.NodeTypeAnd:
+		if want {
+			return mayHold(n.Left, true) && mayHold(n.Right, true)
+		}
+		return !isErr(n.Left) && (mayHold(n.Left, false) || mayHold(n.Right, false))
+	case xast.NodeTypeOr:
+		if want {
+			return !isErr(n.Left) && (mayHold(n.Left, true) || mayHold(n.Right, true))
+		}
+		return mayHold(n.Left, false) && mayHold(n.Right, false)
+	case xast.NodeTypeNot:
+		return mayHold(n.Arg, !want)
+	case xast.NodeTypeIfThenElse:
+		return !isErr(n.If) && (mayHold(n.Then, want) || mayHold(n.Else, want))
+	}
+	return true
 }

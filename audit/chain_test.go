@@ -76,7 +76,7 @@ func header(t testing.TB, line []byte) lineHeader {
 
 // keyedLog writes n records with the test keys, a checkpoint every
 // cpEvery lines, and returns the log's path.
-func keyedLog(t *testing.T, n, cpEvery int) string {
+func keyedLog(t testing.TB, n, cpEvery int) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l := openLog(t, path, Options{HMACKey: testKey, SigningKey: testSigner, CheckpointEvery: cpEvery, WaitForSync: true})

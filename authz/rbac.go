@@ -372,3 +372,27 @@ func (r *RBAC) HeldRole(held []string, role string) bool { return r.hasRole(held
 func (r *RBAC) HasRole(p *guard.Principal, role string) bool {
 	return p != nil && r.hasRole(r.Roles(p), role)
 }
+
+// Requirement returns the per-tool requirement that decides calls of tool
+// and the name or glob it was configured under, if any: an exact name wins
+// over a glob, and the longest glob over shorter ones.
+func (r *RBAC) Requirement(tool string) (pattern string, req Requirement, ok bool) {
+	t := r.requirement(tool)
+	if t == nil {
+		return "", Requirement{}, false
+	}
+	return t.pattern, Requirement{Roles: slices.Clone(t.req.Roles), Scopes: slices.Clone(t.req.Scopes)}, true
+}
+
+// RoleNames returns the names of the policy's roles, sorted.
+func (r *RBAC) RoleNames() []string { return slices.Clone(r.roleNames) }
+
+// Ancestors returns the roles role inherits, directly or not, without role
+// itself.
+func (r *RBAC) Ancestors(role string) []string {
+	c := r.closure[role]
+	if len(c) == 0 {
+		return nil
+	}
+	return slices.Clone(c[1:])
+}

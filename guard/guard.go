@@ -69,6 +69,15 @@ type Principal struct {
 	// Permissions are permission patterns granted directly by the credential
 	// (for example a JWT "permissions" claim), in addition to role grants.
 	Permissions []string
+	// Groups are the identity provider's groups of the caller (the claim a
+	// JWT authenticator maps to roles), for attribute policies.
+	Groups []string
+	// AuthTime is when the caller last authenticated interactively (the
+	// token's "auth_time"); zero when unknown.
+	AuthTime time.Time
+	// MFATime is when the caller last completed a second factor (TOTP);
+	// zero when never or unknown. Step-up policies require it to be recent.
+	MFATime time.Time
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
 	// PreviousSecret is true when an API key was presented with the secret

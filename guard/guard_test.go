@@ -226,7 +226,7 @@ func TestAccessDeniedTextAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nAction: Blocked and logged"
+	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nReason: tool delete_users requires role admin\nDenied by: tool:delete_users\nAction: Blocked and logged"
 	if !res.IsError || mcptest.Text(res) != want {
 		t.Fatalf("got isError=%v text:\n%s\nwant:\n%s", res.IsError, mcptest.Text(res), want)
 	}

@@ -82,6 +82,7 @@ func SecurityHeaders(h http.Header) {
 type envelope struct {
 	method string
 	tool   string
+	args   json.RawMessage // a tools/call's arguments
 }
 
 // Reasons a POST body is refused before it reaches the MCP server.
@@ -113,12 +114,16 @@ func parseEnvelope(body []byte) (envelope, error) {
 	e := envelope{method: req.Method}
 	if req.Method == "tools/call" || req.Method == "prompts/get" {
 		var params struct {
-			Name string `json:"name"`
+			Name      string          `json:"name"`
+			Arguments json.RawMessage `json:"arguments"`
 		}
 		if err := json.Unmarshal(req.Params, &params); err != nil {
 			return envelope{}, errMalformed
 		}
 		e.tool = params.Name
+		if req.Method == "tools/call" {
+			e.args = params.Arguments
+		}
 	}
 	return e, nil
 }
@@ -270,7 +275,9 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	var a Action
 	switch env.method {
 	case "tools/call", "prompts/get":
-		a = Action{Method: env.method, Target: env.tool}
+		a = Action{Method: env.method, Target: env.tool, Arguments: env.args, Request: &RequestInfo{
+			Time: g.now(), ClientIP: c.clientAddr, Transport: c.transport, ProtocolVersion: r.Header.Get("Mcp-Protocol-Version"),
+		}}
 	default:
 		return false
 	}
@@ -287,6 +294,9 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	rec.RequiredRoles, rec.Policies = d.RequiredRoles, d.Policies
 	g.record(r.Context(), rec, c)
 	description := "this call needs scope " + scope + "; authorize again with it"
+	if d.MFAMaxAge > 0 {
+		description = "this call needs a second factor passed in the last " + d.MFAMaxAge.String() + "; authorize again with scope " + scope
+	}
 	params := []string{`error="insufficient_scope"`, fmt.Sprintf("scope=%q", scope)}
 	if g.HTTP.ResourceMetadataURL != "" {
 		params = append(params, fmt.Sprintf("resource_metadata=%q", g.HTTP.ResourceMetadataURL))

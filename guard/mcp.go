@@ -188,6 +188,21 @@ func actionOf(method string, req mcp.Request) (Action, bool) {
 	return Action{}, false
 }
 
+// requestInfo describes req's origin for the Authorizer's attribute
+// conditions.
+func requestInfo(c *caller, req mcp.Request, at time.Time) *RequestInfo {
+	info := &RequestInfo{Time: at, ClientIP: c.clientAddr, Transport: c.transport}
+	if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
+		if params := ss.InitializeParams(); params != nil {
+			info.ProtocolVersion = params.ProtocolVersion
+		}
+	}
+	if extra := req.GetExtra(); info.ProtocolVersion == "" && extra != nil && extra.Header != nil {
+		info.ProtocolVersion = extra.Header.Get("Mcp-Protocol-Version")
+	}
+	return info
+}
+
 func kindOf(a Action) string {
 	switch a.Method {
 	case "tools/call":
@@ -222,7 +237,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 		res, err := g.execute(ctx, method, req, next)
 		if err == nil {
 			actx, endAuthz := g.stage(ctx, StageAuthorize)
-			visible, total := g.filterList(actx, p, res)
+			visible, total := g.filterList(actx, p, requestInfo(c, req, start), res)
 			endAuthz()
 			rec.Reason = fmt.Sprintf("%d of %d items visible", visible, total)
 		}
@@ -252,8 +267,10 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c
 		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: "method not permitted by mcpguard"}
 	}
 	rec.Target = truncate(a.Target, maxTarget)
+	a.Request = requestInfo(c, req, start)
 	if params, ok := req.GetParams().(*mcp.CallToolParamsRaw); ok {
 		rec.ArgsDigest, rec.Args = g.summarizeArgs(params.Arguments)
+		a.Arguments = params.Arguments
 	}
 	// The tool that runs must be the tool the rate limiter was charged for.
 	// HTTPMiddleware charges on its own reading of the body; should go-sdk
@@ -344,8 +361,9 @@ func (g *Guard) authorizeListen(ctx context.Context, req mcp.Request, c *caller,
 	if p, ok := req.GetParams().(*mcp.SubscriptionsListenParams); ok && p.Notifications != nil {
 		uris = p.Notifications.ResourceSubscriptions
 	}
+	info := requestInfo(c, req, rec.Time)
 	for _, uri := range uris {
-		a := Action{Method: "resources/read", Target: uri}
+		a := Action{Method: "resources/read", Target: uri, Request: info}
 		if d := g.decide(ctx, c.principal, a); !d.Allowed {
 			rec.Target = truncate(uri, maxTarget)
 			rec.Decision, rec.Reason, rec.Policies, rec.RequiredRoles = Denied, d.Reason, d.Policies, slices.Clone(d.RequiredRoles)
@@ -396,8 +414,11 @@ func (g *Guard) finish(ctx context.Context, rec *Record, c *caller, start time.T
 
 // filterList removes from a list result every item the principal may not
 // use, deciding each with the same Authorize call that decides its use.
-func (g *Guard) filterList(ctx context.Context, p *Principal, res mcp.Result) (visible, total int) {
-	allowed := func(a Action) bool { return g.Authorizer.Authorize(ctx, p, a).Allowed }
+func (g *Guard) filterList(ctx context.Context, p *Principal, info *RequestInfo, res mcp.Result) (visible, total int) {
+	allowed := func(a Action) bool {
+		a.Listing, a.Request = true, info
+		return g.Authorizer.Authorize(ctx, p, a).Allowed
+	}
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
 		total = len(r.Tools)

@@ -206,6 +206,12 @@ func AccessDeniedText(kind, target string, d Decision, held []string) string {
 	fmt.Fprintf(&b, "%s: %s\n", kind, sanitize(target, 200))
 	fmt.Fprintf(&b, "Required role: %s\n", required)
 	fmt.Fprintf(&b, "Your role: %s\n", yours)
+	if d.Reason != "" {
+		fmt.Fprintf(&b, "Reason: %s\n", sanitize(d.Reason, 300))
+	}
+	if len(d.Policies) > 0 {
+		fmt.Fprintf(&b, "Denied by: %s\n", sanitize(strings.Join(d.Policies, ", "), 300))
+	}
 	b.WriteString("Action: Blocked and logged")
 	return b.String()
 }

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -43,6 +44,33 @@ type Action struct {
 	Method string
 	// Target is the tool name, resource URI or prompt name.
 	Target string
+	// Arguments are a tools/call's arguments, as the raw JSON object the
+	// caller sent; nil for other methods and when Listing.
+	Arguments json.RawMessage
+	// Listing is true when the action is asked about an item of a list
+	// result (tools/list, resources/list, ...), whose use would have
+	// arguments not known yet. An Authorizer must then answer whether
+	// some use of the item could be allowed: a listed item is one the
+	// caller may use, and an item hidden from the list must be refused
+	// whatever its arguments.
+	Listing bool
+	// Request describes where the request comes from, for attribute
+	// conditions (time, network, transport); nil when unknown.
+	Request *RequestInfo
+}
+
+// RequestInfo is what the pipeline knows of a request besides its
+// principal and action.
+type RequestInfo struct {
+	// Time is when the request arrived.
+	Time time.Time
+	// ClientIP is the peer's IP address ("" on stdio).
+	ClientIP string
+	// Transport is "http" or "stdio".
+	Transport string
+	// ProtocolVersion is the MCP protocol revision the session negotiated
+	// (or the request's MCP-Protocol-Version header), if known.
+	ProtocolVersion string
 }
 
 // Permission returns the permission string the action requires, such as
@@ -75,6 +103,10 @@ type Decision struct {
 	// MissingScopes lists OAuth scopes the principal lacks and a rule
 	// requires, when a scope is what refused the action.
 	MissingScopes []string
+	// MFAMaxAge, on a refusal, says that a second authentication factor
+	// completed no longer than this ago would allow the action (a step-up
+	// rule, see package policy). Zero otherwise.
+	MFAMaxAge time.Duration
 }
 
 // Authorizer decides whether a principal may perform an action. It must deny

@@ -246,9 +246,17 @@ func (s *Server) requestedScopes(raw string, bound []string) ([]string, error) {
 }
 
 // grantable narrows requested scopes to those whose role held grants.
-func (s *Server) grantable(held, requested []string) []string {
+func (s *Server) grantable(held []string, mfa bool, requested []string) []string {
 	var out []string
 	for _, name := range requested {
+		if name == ScopeMFA {
+			// Granted to a person with a second factor, who passed it
+			// during this authorization (see resumeSession).
+			if mfa {
+				out = append(out, name)
+			}
+			continue
+		}
 		if sc, ok := s.scopes[name]; ok && s.cfg.HasRole(held, sc.Role) {
 			out = append(out, name)
 		}

@@ -35,6 +35,7 @@ func (s *Server) Metadata() *oauthex.AuthServerMeta {
 	for _, sc := range s.cfg.Scopes {
 		m.ScopesSupported = append(m.ScopesSupported, sc.Name)
 	}
+	m.ScopesSupported = append(m.ScopesSupported, ScopeMFA)
 	if s.cfg.DynamicRegistration {
 		m.RegistrationEndpoint = base + "/oauth/register"
 	}

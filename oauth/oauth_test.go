@@ -82,7 +82,7 @@ func TestMetadata(t *testing.T) {
 			"response_types_supported":              `["code"]`,
 			"grant_types_supported":                 `["authorization_code","refresh_token","client_credentials"]`,
 			"token_endpoint_auth_methods_supported": `["none","client_secret_basic","client_secret_post"]`,
-			"scopes_supported":                      `["mcp:read","mcp:tools","mcp:admin"]`,
+			"scopes_supported":                      `["mcp:read","mcp:tools","mcp:admin","mfa"]`,
 		} {
 			if got, _ := json.Marshal(m[k]); string(got) != v {
 				t.Errorf("%s: %s = %s, want %s", path, k, got, v)

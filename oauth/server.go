@@ -30,6 +30,14 @@ type Scope struct {
 	Role        string
 }
 
+// ScopeMFA is the step-up scope: every server knows it, it grants no
+// role, and asking for it makes the person pass their second factor again
+// during the authorization, whatever their sign-in session remembers. The
+// token then carries the time of that second factor ("mfa_time"), which
+// policies read as principal.mfa_age. A person without a second factor is
+// not granted it. See package policy's @step_up_mfa.
+const ScopeMFA = "mfa"
+
 // LoginPolicy bounds sign-in attempts.
 type LoginPolicy struct {
 	// MaxFailures locks a user out after this many failed password or MFA
@@ -230,11 +238,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if sc.Role == "" {
 			return nil, fmt.Errorf("oauth: scope %q grants no role", sc.Name)
 		}
+		if sc.Name == ScopeMFA {
+			return nil, fmt.Errorf("oauth: scope %q is reserved for the MFA step-up", sc.Name)
+		}
 		if _, dup := s.scopes[sc.Name]; dup {
 			return nil, fmt.Errorf("oauth: scope %q is defined twice", sc.Name)
 		}
 		s.scopes[sc.Name] = sc
 	}
+	s.scopes[ScopeMFA] = Scope{Name: ScopeMFA, Description: "Confirm it is you with your second factor again, for a sensitive action"}
 	for _, d := range cfg.DefaultScopes {
 		if _, ok := s.scopes[d]; !ok {
 			return nil, fmt.Errorf("oauth: default scope %q is not a scope", d)

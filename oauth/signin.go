@@ -73,6 +73,11 @@ func (s *Server) resumeSession(w http.ResponseWriter, r *http.Request, t *txn) b
 		return false // user gone, or the password changed since
 	}
 	t.User, t.Binding, t.AuthTime, t.MFATime = u.Name, sess.Binding, sess.AuthTime, sess.MFATime
+	if slices.Contains(t.Scopes, ScopeMFA) {
+		// A step-up: the second factor is asked for again, whatever the
+		// session remembers.
+		t.MFATime = 0
+	}
 	s.next(w, r, t, u)
 	return true
 }
@@ -203,7 +208,7 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request, t *txn, u *store.U
 		s.showMFA(w, t, "")
 		return
 	}
-	granted := s.grantable(u.Roles, t.Scopes)
+	granted := s.grantable(u.Roles, len(u.MFASecret) > 0, t.Scopes)
 	// A metadata-document client that only redirects to this computer can
 	// be impersonated by any local program listening on its port, so the
 	// person confirms it, with the warning, every time (MCP security best
@@ -345,7 +350,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Complete two-factor authentication first.")
 		return
 	}
-	granted := s.grantable(u.Roles, t.Scopes)
+	granted := s.grantable(u.Roles, len(u.MFASecret) > 0, t.Scopes)
 	if r.PostForm.Get("decision") != "allow" || len(granted) == 0 {
 		s.audit(r, "oauth/consent", u.Name, t.ClientID, guard.Denied, "the user denied access")
 		s.clearCookie(w, cookieTxn)

@@ -46,12 +46,26 @@ func StepUp(c StepUpConfig) func(context.Context, *guard.Principal, guard.Action
 			return nil
 		}
 		var userRoles []string
+		hasMFA := true
 		if c.Users != nil {
 			u, err := c.Users.GetUser(ctx, p.Subject)
 			if err != nil {
 				return nil // a client's own token, a deleted user, or no answer: no step-up
 			}
-			userRoles = u.Roles
+			userRoles, hasMFA = u.Roles, len(u.MFASecret) > 0
+		}
+		if d.MFAMaxAge > 0 {
+			// A policy asks for a recent second factor: the "mfa" scope
+			// makes the authorization server ask for it again. A person
+			// without one cannot step up.
+			if !hasMFA {
+				return nil
+			}
+			out := slices.Clone(p.Scopes)
+			if !slices.Contains(out, ScopeMFA) {
+				out = append(out, ScopeMFA)
+			}
+			return out
 		}
 		attainable := func(s Scope) bool {
 			return c.Users == nil || c.HasRole(userRoles, s.Role)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/oauth"
@@ -12,12 +13,17 @@ import (
 
 type users map[string][]string
 
-func (u users) GetUser(_ context.Context, name string) (*store.User, error) {
-	roles, ok := u[name]
+// GetUser returns the user; ann has a second factor enrolled.
+func (us users) GetUser(_ context.Context, name string) (*store.User, error) {
+	roles, ok := us[name]
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return &store.User{Name: name, Roles: roles}, nil
+	u := &store.User{Name: name, Roles: roles}
+	if name == "ann" {
+		u.MFASecret = []byte("enrolled")
+	}
+	return u, nil
 }
 
 func TestStepUp(t *testing.T) {
@@ -52,6 +58,9 @@ func TestStepUp(t *testing.T) {
 		{"already holds every useful scope", tok("ann", "mcp:admin"), guard.Decision{RequiredRoles: []string{"admin"}}, nil},
 		{"another issuer", &guard.Principal{Subject: "ann", Issuer: "https://idp.example", Method: guard.MethodOAuth}, guard.Decision{RequiredRoles: []string{"admin"}}, nil},
 		{"an API key", &guard.Principal{Subject: "ann", Method: guard.MethodAPIKey}, guard.Decision{RequiredRoles: []string{"admin"}}, nil},
+		{"stale second factor", tok("ann", "mcp:admin"), guard.Decision{MFAMaxAge: 5 * time.Minute}, []string{"mcp:admin", "mfa"}},
+		{"stale second factor, mfa scope held", tok("ann", "mcp:admin", "mfa"), guard.Decision{MFAMaxAge: 5 * time.Minute}, []string{"mcp:admin", "mfa"}},
+		{"no second factor enrolled", tok("vic", "mcp:read"), guard.Decision{MFAMaxAge: 5 * time.Minute}, nil},
 	} {
 		if got := rule(ctx, tc.p, guard.Action{Method: "tools/call", Target: "x"}, tc.d); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)

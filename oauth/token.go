@@ -226,7 +226,7 @@ func (s *Server) exchangeCode(r *http.Request, c *client) (*grant, *tokenError) 
 	}
 	g := &grant{subject: ac.Subject, clientID: c.ID, resource: ac.Resource, authTime: ac.AuthTime, mfaTime: ac.MFATime, jti: s.sealer.codeJTI(ac.FamilyID)}
 	// The user's roles may have changed since consent: narrow again.
-	g.scopes = s.grantable(u.Roles, ac.Scopes)
+	g.scopes = s.grantable(u.Roles, len(u.MFASecret) > 0, ac.Scopes)
 	if len(g.scopes) == 0 {
 		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_scope", description: "the user no longer holds any of the granted scopes' roles", subject: ac.Subject}
 	}
@@ -327,7 +327,7 @@ func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
 		return nil, unavailableErr("the user")
 	}
 	g := &grant{subject: old.Subject, clientID: c.ID, resource: old.Resource, authTime: old.AuthTime, mfaTime: old.MFATime, rotated: secret}
-	g.scopes = s.grantable(u.Roles, scopes)
+	g.scopes = s.grantable(u.Roles, len(u.MFASecret) > 0, scopes)
 	if len(g.scopes) == 0 {
 		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_scope", description: "the user no longer holds any of the granted scopes' roles", subject: old.Subject}
 	}
@@ -362,7 +362,7 @@ func (s *Server) clientCredentials(r *http.Request, c *client) (*grant, *tokenEr
 	// client id equal to a user name shares neither rate limits, sessions
 	// nor step-up lookups with that user.
 	g := &grant{subject: ClientSubjectPrefix + c.ID, clientID: c.ID, resource: resource}
-	g.scopes = s.grantable(c.Roles, requested)
+	g.scopes = s.grantable(c.Roles, false, requested)
 	if len(g.scopes) == 0 {
 		return nil, tokenErr("invalid_scope", "the client holds none of the requested scopes' roles")
 	}
@@ -378,6 +378,10 @@ type accessClaims struct {
 	Roles    []string `json:"roles"`
 	AuthTime int64    `json:"auth_time,omitempty"`
 	AMR      []string `json:"amr,omitempty"`
+	// MFATime is when the person last passed their second factor (a
+	// private claim: auth_time is the sign-in, which a step-up does not
+	// repeat).
+	MFATime int64 `json:"mfa_time,omitempty"`
 }
 
 // issue signs an access token for g and, for a new family, stores a
@@ -403,6 +407,7 @@ func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, e
 		claims.AMR = []string{"pwd"}
 		if !g.mfaTime.IsZero() {
 			claims.AMR = append(claims.AMR, "otp")
+			claims.MFATime = g.mfaTime.Unix()
 		}
 	}
 	signer, _ := s.keys.current(ctx)

@@ -598,6 +598,34 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 	if !a.limited {
 		p.Permissions = stringList(raw[a.permClaim])
 	}
+	p.Groups = stringList(raw["groups"])
+	if a.roleMap != nil {
+		// The claim the role map reads holds the provider's groups.
+		for _, g := range stringList(raw[a.rolesClaim]) {
+			if !slices.Contains(p.Groups, g) {
+				p.Groups = append(p.Groups, g)
+			}
+		}
+	}
+	// Authentication times from the future (beyond the leeway) are
+	// ignored: they would read as a second factor passed just now for as
+	// long as the token lives.
+	latest := tv.at.Add(a.leeway)
+	past := func(t time.Time) time.Time {
+		if t.After(latest) {
+			return time.Time{}
+		}
+		return t
+	}
+	p.AuthTime = past(unixClaim(raw["auth_time"]))
+	if a.method == guard.MethodOAuth {
+		// mfa_time is the private claim of mcpguard's own authorization
+		// server, the only issuer trusted to set it.
+		p.MFATime = past(unixClaim(raw["mfa_time"]))
+	}
+	if p.MFATime.IsZero() && slices.ContainsFunc(stringList(raw["amr"]), isSecondFactor) {
+		p.MFATime = p.AuthTime
+	}
 	for _, name := range a.scopeClaims {
 		if v, ok := raw[name]; ok {
 			p.Scopes = stringList(v)
@@ -612,6 +640,29 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 		}
 	}
 	return p, tv, nil
+}
+
+// unixClaim reads a NumericDate claim; zero when absent or malformed.
+func unixClaim(v json.RawMessage) time.Time {
+	var n json.Number
+	if len(v) == 0 || json.Unmarshal(v, &n) != nil {
+		return time.Time{}
+	}
+	secs, err := n.Int64()
+	if err != nil || secs <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(secs, 0)
+}
+
+// isSecondFactor reports whether an "amr" value (RFC 8176) names a second
+// factor or a multi-factor sign-in.
+func isSecondFactor(amr string) bool {
+	switch amr {
+	case "mfa", "otp", "hwk", "swk", "sms", "sc", "fido":
+		return true
+	}
+	return false
 }
 
 // mapRoles applies the RoleMap, if any, to the roles claim's values.

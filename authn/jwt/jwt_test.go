@@ -1,6 +1,7 @@
 package jwt
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -291,6 +292,9 @@ func TestClaimsMapping(t *testing.T) {
 		scopes []string
 		perms  []string
 		client string
+		groups []string
+		auth   int64 // AuthTime, unix
+		mfa    int64 // MFATime, unix
 	}{
 		{name: "nothing extra"},
 		{name: "roles as array", extra: map[string]any{"roles": []string{"admin", "dev"}}, roles: []string{"admin", "dev"}},
@@ -326,11 +330,21 @@ func TestClaimsMapping(t *testing.T) {
 			roles: []string{"ops"}, scopes: []string{"x"}, perms: []string{"p:q"}, client: "c1",
 		},
 		{
-			name:  "role map translates groups and drops unmapped ones",
-			cfg:   func(c *Config) { c.RoleMap = map[string][]string{"eng": {"developer"}, "sre": {"developer", "admin"}} },
-			extra: map[string]any{"roles": []string{"eng", "sales", "sre"}},
-			roles: []string{"developer", "admin"},
+			name:   "role map translates groups and drops unmapped ones",
+			cfg:    func(c *Config) { c.RoleMap = map[string][]string{"eng": {"developer"}, "sre": {"developer", "admin"}} },
+			extra:  map[string]any{"roles": []string{"eng", "sales", "sre"}, "groups": []string{"all"}},
+			roles:  []string{"developer", "admin"},
+			groups: []string{"all", "eng", "sales", "sre"},
 		},
+		{name: "groups claim", extra: map[string]any{"groups": []string{"eng"}}, groups: []string{"eng"}},
+		{name: "auth_time without a second factor", extra: map[string]any{"auth_time": 1700000000, "amr": []string{"pwd"}}, auth: 1700000000},
+		{name: "amr names a second factor", extra: map[string]any{"auth_time": 1700000000, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000000},
+		{name: "mfa_time from mcpguard's authorization server", cfg: func(c *Config) { c.Method = guard.MethodOAuth },
+			extra: map[string]any{"auth_time": 1700000000, "mfa_time": 1700000500, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000500},
+		{name: "mfa_time from another issuer is ignored", extra: map[string]any{"auth_time": 1700000000, "mfa_time": 1700000500, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000000},
+		{name: "times from the future are ignored", cfg: func(c *Config) { c.Method = guard.MethodOAuth },
+			extra: map[string]any{"auth_time": now.Add(time.Hour).Unix(), "mfa_time": now.Add(time.Hour).Unix(), "amr": []string{"otp"}}},
+		{name: "malformed auth_time ignored", extra: map[string]any{"auth_time": "yesterday", "amr": []string{"mfa"}}},
 		{
 			name:  "scope-limited issuer: permissions claim ignored",
 			cfg:   func(c *Config) { c.ScopeLimited = true },
@@ -360,6 +374,16 @@ func TestClaimsMapping(t *testing.T) {
 			check("Roles", p.Roles, tt.roles)
 			check("Scopes", p.Scopes, tt.scopes)
 			check("Permissions", p.Permissions, tt.perms)
+			check("Groups", p.Groups, tt.groups)
+			unix := func(t time.Time) int64 {
+				if t.IsZero() {
+					return 0
+				}
+				return t.Unix()
+			}
+			if unix(p.AuthTime) != tt.auth || unix(p.MFATime) != tt.mfa {
+				t.Errorf("AuthTime, MFATime = %v, %v; want unix %d, %d", p.AuthTime, p.MFATime, tt.auth, tt.mfa)
+			}
 			if p.ClientID != tt.client {
 				t.Errorf("ClientID = %q, want %q", p.ClientID, tt.client)
 			}
@@ -367,7 +391,7 @@ func TestClaimsMapping(t *testing.T) {
 			if tt.cfg != nil {
 				tt.cfg(&probe)
 			}
-			if p.ScopeLimited != probe.ScopeLimited || p.Method != guard.MethodJWT {
+			if p.ScopeLimited != probe.ScopeLimited || p.Method != cmp.Or(probe.Method, guard.MethodJWT) {
 				t.Errorf("ScopeLimited = %v, Method = %q", p.ScopeLimited, p.Method)
 			}
 		})

@@ -29,6 +29,7 @@ import (
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/policy"
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/mcpguard/mcpguard/tools"
@@ -109,6 +110,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, logger)
 	if err != nil {
 		return err
+	}
+	if set, ok := g.Authorizer.(*policy.Set); ok {
+		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger)
 	}
 	obs, err := newObservability(cfg, logger)
 	if err != nil {
@@ -378,9 +382,13 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	policies, err := LoadPolicies(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	g := &guard.Guard{
 		Authenticator:  router,
-		Authorizer:     rbac,
+		Authorizer:     policies,
 		ArgumentFields: cfg.Audit.ArgumentFields,
 		Logger:         logger,
 		HTTP: guard.HTTPOptions{

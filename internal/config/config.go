@@ -92,11 +92,34 @@ type Config struct {
 	OAuth OAuthConfig `yaml:"oauth"`
 	// Secrets configures the encrypted secret store.
 	Secrets SecretsConfig `yaml:"secrets"`
+	// Policies configures the Cedar policies evaluated with the roles.
+	Policies PoliciesConfig `yaml:"policies"`
 	// Gateway configures gateway mode as a whole.
 	Gateway GatewayConfig `yaml:"gateway"`
 	// Upstreams are existing MCP servers mcpguard fronts (gateway mode).
 	// File only.
 	Upstreams []UpstreamConfig `yaml:"upstreams"`
+}
+
+// PoliciesConfig configures the Cedar policy engine (package policy). The
+// roles, users and tool requirements above are compiled into Cedar and
+// evaluated together with the hand-written policies of Dir.
+type PoliciesConfig struct {
+	// Dir holds the *.cedar policy files. Default "./policies"; the
+	// default may be missing (no hand-written policies), a configured
+	// directory must exist.
+	Dir string `yaml:"dir"`
+	// TimeZone is the zone of context.time (an IANA name such as
+	// "Europe/Paris"). Default "UTC".
+	TimeZone string `yaml:"time_zone"`
+	// Tags maps a tool, resource or prompt name, or a glob over names, to
+	// tags that policies read as resource.tags. File only.
+	Tags map[string][]string `yaml:"tags"`
+	// ReloadInterval is how often Dir is checked for changed files, which
+	// are then compiled and put in force atomically (a file that does not
+	// compile keeps the previous set and is logged). 0 turns watching off;
+	// SIGHUP always reloads. Default 2s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // SecretsConfig configures mcpguard's encrypted secret store, from which
@@ -442,6 +465,9 @@ type AdminConfig struct {
 	Roles []string `yaml:"roles"`
 }
 
+// DefaultPolicyDir is the default policies.dir.
+const DefaultPolicyDir = "./policies"
+
 // Default returns the built-in configuration: what `mcpguard serve` runs
 // with when there is no file. It is valid, and returns a fresh value on
 // every call.
@@ -460,6 +486,7 @@ func Default() *Config {
 		},
 		DataDir:  "./mcpguard-data",
 		Database: "",
+		Policies: PoliciesConfig{Dir: DefaultPolicyDir, TimeZone: "UTC", Tags: map[string][]string{}, ReloadInterval: 2 * time.Second},
 		Auth: AuthConfig{
 			RevocationRecheck: time.Second,
 			APIKeys:           APIKeysConfig{Enabled: true},

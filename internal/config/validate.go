@@ -62,6 +62,16 @@ func validate(c *Config) []problem {
 		}
 	}
 	v.providers(path{}.field("auth").field("providers"), c.Auth.Providers, c.Roles)
+	pp := path{}.field("policies")
+	if c.Policies.Dir == "" {
+		v.add(pp.field("dir"), "must not be empty")
+	}
+	if _, err := time.LoadLocation(c.Policies.TimeZone); err != nil || c.Policies.TimeZone == "" {
+		v.add(pp.field("time_zone"), "unknown time zone %q (use an IANA name such as UTC or Europe/Paris)", c.Policies.TimeZone)
+	}
+	if c.Policies.ReloadInterval < 0 {
+		v.add(pp.field("reload_interval"), "must not be negative")
+	}
 	v.gateway(c)
 	v.anonymous(c)
 	return v.problems

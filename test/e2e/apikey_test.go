@@ -85,7 +85,7 @@ func TestDemoRoleMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nAction: Blocked and logged"
+	want := "ACCESS DENIED\n--------------\nTool: delete_users\nRequired role: admin\nYour role: developer\nReason: tool delete_users requires role admin\nDenied by: tool:delete_users:unmet\nAction: Blocked and logged"
 	if !res.IsError || text(res) != want {
 		t.Fatalf("developer delete_users:\n%s\nwant:\n%s", text(res), want)
 	}

@@ -25,6 +25,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" { // a helper process of client_test.go
+		os.Exit(runRole(role))
+	}
 	dir, err := os.MkdirTemp("", "mcpguard-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,6 +57,8 @@ type server struct {
 	auditLg string
 	// kill stops the server with SIGKILL and waits for it.
 	kill func()
+	// proc is the server's process.
+	proc *os.Process
 }
 
 // run runs an mcpguard command in dir to completion.
@@ -91,7 +96,7 @@ func start(t *testing.T, dir string, env []string, args ...string) *server {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := readyRE.FindStringSubmatch(out.String()); m != nil {
-			s := &server{url: m[1], dir: dir, output: out, keys: map[string]string{}, auditLg: filepath.Join(dir, "mcpguard-audit.log"), kill: kill}
+			s := &server{url: m[1], dir: dir, output: out, keys: map[string]string{}, auditLg: filepath.Join(dir, "mcpguard-audit.log"), kill: kill, proc: cmd.Process}
 			for _, k := range demoKeyRE.FindAllStringSubmatch(out.String(), -1) {
 				s.keys[k[1]] = k[2]
 			}

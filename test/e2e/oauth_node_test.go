@@ -72,8 +72,15 @@ func runInput(t *testing.T, dir string, env []string, stdin string, args ...stri
 // (admin), and starts `mcpguard serve --demo` there.
 func oauthServer(t *testing.T, env []string) *server {
 	t.Helper()
+	return oauthServerWith(t, env, "")
+}
+
+// oauthServerWith is oauthServer with more settings under oauth: (YAML
+// lines indented by two spaces).
+func oauthServerWith(t *testing.T, env []string, oauthYAML string) *server {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := "oauth:\n  allow_private_metadata_urls: true\naudit:\n  log: ./mcpguard-audit.log\n"
+	cfg := "oauth:\n  allow_private_metadata_urls: true\n" + oauthYAML + "audit:\n  log: ./mcpguard-audit.log\n"
 	if err := os.WriteFile(filepath.Join(dir, "cfg.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

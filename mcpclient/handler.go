@@ -465,6 +465,11 @@ func (h *Handler) browserStep(ctx context.Context, lb *loopback, authURL string)
 	if err != nil {
 		return nil, fmt.Errorf("authorization URL: %w", err)
 	}
+	// Only a web page is handed to the browser opener: https, or http on
+	// this machine (go-sdk checks the same of the endpoint it was given).
+	if !(u.Scheme == "https" || u.Scheme == "http" && nonPublicHost(ctx, u.Hostname()) && isLoopbackName(u.Hostname())) || u.Host == "" {
+		return nil, fmt.Errorf("refusing to open the authorization URL: it must be https (or http on this machine), not %q", u.Scheme)
+	}
 	state := u.Query().Get("state")
 	if state == "" {
 		return nil, errors.New("the authorization URL has no state")
@@ -567,6 +572,15 @@ func (h *Handler) discoveryClient(ctx context.Context) *http.Client {
 	}
 	c.Transport = &legacyTransport{base: base, origin: origin(u)}
 	return &c
+}
+
+// isLoopbackName reports whether host names this machine.
+func isLoopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // nonPublicHost reports whether host is, or resolves to, a loopback,

@@ -467,7 +467,7 @@ func (h *Handler) browserStep(ctx context.Context, lb *loopback, authURL string)
 	}
 	// Only a web page is handed to the browser opener: https, or http on
 	// this machine (go-sdk checks the same of the endpoint it was given).
-	if !(u.Scheme == "https" || u.Scheme == "http" && nonPublicHost(ctx, u.Hostname()) && isLoopbackName(u.Hostname())) || u.Host == "" {
+	if !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackName(u.Hostname())) || u.Host == "" {
 		return nil, fmt.Errorf("refusing to open the authorization URL: it must be https (or http on this machine), not %q", u.Scheme)
 	}
 	state := u.Query().Get("state")

@@ -1,6 +1,7 @@
 package mcpclient
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -97,5 +98,23 @@ func TestDiscoveryRefusesInternalAddresses(t *testing.T) {
 	if resp, err := c.Get(internal.URL + "/.well-known/oauth-authorization-server"); err == nil {
 		resp.Body.Close()
 		t.Fatal("discovery reached a loopback address for a public server")
+	}
+}
+
+func TestBrowserGetsOnlyWebPages(t *testing.T) {
+	opened := ""
+	st, err := OpenStore(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(Config{ServerURL: "https://mcp.example.com/mcp", Store: st, Log: io.Discard,
+		OpenBrowser: func(_ context.Context, u string) error { opened = u; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"file:///etc/passwd?state=s", "javascript:alert(1)//?state=s", "http://evil.example/authorize?state=s", "ssh://host?state=s"} {
+		if _, err := h.browserStep(t.Context(), nil, u); err == nil || opened != "" {
+			t.Fatalf("%s: err=%v, opened %q", u, err, opened)
+		}
 	}
 }

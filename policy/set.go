@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/fsx"
 )
 
 // maxPolicyBytes bounds one policy file.
@@ -46,24 +46,9 @@ func ReadDir(dir string) ([]File, error) {
 }
 
 func readPolicyFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
+	data, err := fsx.ReadRegular(name, maxPolicyBytes, nil)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", name)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxPolicyBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxPolicyBytes {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyBytes)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return data, nil
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -201,5 +203,36 @@ func TestOAuthAttacks(t *testing.T) {
 		if status, body := refresh(newer); status != 400 {
 			t.Fatalf("the family's newest refresh token still works after a replay: %d %v", status, body)
 		}
+	})
+}
+
+// TestCIMDRefusesInternalAddresses checks the SSRF defence of client
+// metadata documents: a client_id URL naming a loopback, private or
+// link-local address is refused without being fetched.
+func TestCIMDRefusesInternalAddresses(t *testing.T) {
+	var hits atomic.Int32
+	internal := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer internal.Close()
+	s := start(t, "", nil, "--demo")
+	base := strings.TrimSuffix(s.url, "/mcp")
+	for _, clientID := range []string{internal.URL + "/client.json", "https://169.254.169.254/latest/meta-data", "https://10.0.0.1/c.json", "https://[::1]/c.json"} {
+		q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {"http://127.0.0.1:9/cb"}, "state": {"s"},
+			"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}, "resource": {s.url}}
+		c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(base + "/oauth/authorize?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d %q", clientID, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the internal address was fetched %d times", n)
+	}
+	waitAudit(t, s.auditLg, func(r map[string]any) bool {
+		target, _ := r["target"].(string)
+		return r["method"] == "oauth/authorize" && r["decision"] == "DENIED" && strings.Contains(target, "169.254.169.254")
 	})
 }

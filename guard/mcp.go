@@ -401,6 +401,16 @@ func (g *Guard) execute(ctx context.Context, method string, req mcp.Request, nex
 func (g *Guard) finish(ctx context.Context, rec *Record, c *caller, start time.Time, res mcp.Result, err error) (mcp.Result, error) {
 	rec.Decision = Allowed
 	rec.Duration = g.now().Sub(start)
+	if err == errAuditNotReady {
+		// Refused before it ran; the record goes to the sink's reserve
+		// when it has one (a full disk), and is lost only if it has not.
+		rec.Decision, rec.Reason = Failed, "refused before running: the audit log is not ready"
+		if rerr := g.auditReady(); rerr != nil {
+			rec.Reason += " (" + rerr.Error() + ")"
+		}
+		g.record(ctx, rec, c)
+		return nil, err
+	}
 	if err != nil {
 		rec.Error = truncate(err.Error(), 512)
 	} else if ctr, ok := res.(*mcp.CallToolResult); ok && ctr.IsError {

@@ -57,6 +57,8 @@ type Engine struct {
 	loc      *time.Location
 	// resources caches resource entities.
 	resources *resourceCache
+	// clock caches context.time.
+	clock *clockCache
 }
 
 // compiled is one policy with what explaining its decisions takes.
@@ -112,6 +114,7 @@ func New(opts Options) (*Engine, error) {
 		upstream:  opts.Upstream,
 		loc:       opts.Location,
 		resources: &resourceCache{},
+		clock:     &clockCache{},
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -356,13 +359,13 @@ func (e *Engine) explain(r *request, out outcome) guard.Decision {
 		c := out.determining[0]
 		reason := c.reason
 		if reason == "" {
-			reason = "policy " + c.id + " permits " + r.permission
+			reason = "policy " + c.id + " permits " + r.action.Permission()
 		}
 		return guard.Decision{Allowed: true, Reason: reason, Policies: ids}
 	}
 	if len(out.determining) == 0 {
 		return guard.Decision{
-			Reason:        "no policy permits " + r.permission,
+			Reason:        "no policy permits " + r.action.Permission(),
 			RequiredRoles: e.rolesThatPermit(r),
 			Policies:      []string{"default-deny"},
 		}

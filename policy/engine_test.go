@@ -335,3 +335,28 @@ func TestListWithErrorsLeftByPartialEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// TestArgumentsThatReadTwoWaysFailClosed checks arguments that a tool and
+// a policy could read differently: a name given twice (at any depth), or
+// arguments that are not one object. Policies that read arguments then
+// fail: a guarded forbid denies, a permit does not apply.
+func TestArgumentsThatReadTwoWaysFailClosed(t *testing.T) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "a.cedar", Data: []byte(`
+@id("analytics") forbid(principal, action, resource == Tool::"execute_sql")
+unless { context.arguments has schema && context.arguments.schema == "analytics" };`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
+	for args, want := range map[string]bool{
+		`{"schema":"analytics"}`:                             true,
+		`{"schema":"billing","schema":"analytics"}`:          false,
+		`{"schema":"analytics","opts":{"a":1,"a":2}}`:        false,
+		`{"schema":"analytics","x":[{"k":1},{"k":1,"k":2}]}`: false,
+		`["schema","analytics"]`:                             false,
+	} {
+		if got := e.Authorize(context.Background(), dev, call("execute_sql", args, weekdayNoon, "")).Allowed; got != want {
+			t.Errorf("%s: allowed = %v, want %v", args, got, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	xeval "github.com/cedar-policy/cedar-go/x/exp/eval"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 )
@@ -29,15 +30,15 @@ const maxDepth = 16
 // is the cedar.EntityGetter of its own evaluation, and builds the
 // principal and resource entities only when a policy asks for them.
 type request struct {
-	e          *Engine
-	principal  *guard.Principal
-	held       []string
-	permission string
-	target     string
-	req        cedar.Request
-	cands      *candidates
-	uses       ctxFields
-	now        time.Time
+	e         *Engine
+	principal *guard.Principal
+	held      []string
+	action    guard.Action
+	target    string
+	req       cedar.Request
+	cands     *candidates
+	uses      ctxFields
+	now       time.Time
 
 	pEnt, rEnt     types.Entity
 	pBuilt, rBuilt bool
@@ -78,7 +79,7 @@ func (e *Engine) request(p *guard.Principal, a guard.Action) (*request, bool) {
 	default:
 		return nil, false
 	}
-	r := &request{e: e, principal: p, held: e.rbac.Roles(p), permission: a.Permission(), target: a.Target, now: time.Now()}
+	r := &request{e: e, principal: p, held: e.rbac.Roles(p), action: a, target: a.Target, now: time.Now()}
 	if a.Request != nil && !a.Request.Time.IsZero() {
 		r.now = a.Request.Time
 	}
@@ -88,7 +89,7 @@ func (e *Engine) request(p *guard.Principal, a guard.Action) (*request, bool) {
 	r.cands = e.idx.candidates(r.req.Action, r.req.Resource)
 	var argKeys []string
 	r.uses, argKeys = r.cands.uses()
-	r.req.Context = e.context(p, a, r.permission, r.now, r.uses, argKeys)
+	r.req.Context = e.context(p, a, r.now, r.uses, argKeys)
 	return r, true
 }
 
@@ -308,25 +309,22 @@ func reads(p *xast.Policy) (uses ctxFields, argKeys []string) {
 }
 
 // context builds the context attributes in uses.
-func (e *Engine) context(p *guard.Principal, a guard.Action, perm string, now time.Time, uses ctxFields, argKeys []string) types.Record {
+func (e *Engine) context(p *guard.Principal, a guard.Action, now time.Time, uses ctxFields, argKeys []string) types.Record {
 	m := make(types.RecordMap, 4)
-	if uses&usePermission != 0 {
-		m["permission"] = types.String(perm)
-	}
-	if uses&useCredentialGrants != 0 {
-		m["credential_grants"] = types.Boolean(slices.ContainsFunc(p.Permissions, func(pat string) bool { return authz.Match(pat, perm) }))
+	if uses&(usePermission|useCredentialGrants) != 0 {
+		perm := a.Permission()
+		if uses&usePermission != 0 {
+			m["permission"] = types.String(perm)
+		}
+		if uses&useCredentialGrants != 0 {
+			m["credential_grants"] = types.Boolean(len(p.Permissions) > 0 && slices.ContainsFunc(p.Permissions, func(pat string) bool { return authz.Match(pat, perm) }))
+		}
 	}
 	if uses&useNow != 0 {
 		m["now"] = types.NewDatetime(now)
 	}
 	if uses&useTime != 0 {
-		local := now.In(e.loc)
-		m["time"] = types.NewRecord(types.RecordMap{
-			"hour":    types.Long(local.Hour()),
-			"minute":  types.Long(local.Minute()),
-			"weekday": types.Long(local.Weekday()),
-			"date":    types.String(local.Format(time.DateOnly)),
-		})
+		m["time"] = e.clock.record(now, e.loc)
 	}
 	if info := a.Request; info != nil {
 		if uses&useTransport != 0 {
@@ -350,33 +348,49 @@ func (e *Engine) context(p *guard.Principal, a guard.Action, perm string, now ti
 		if uses&useAllArguments != 0 {
 			argKeys = nil
 		}
-		m["arguments"], m["sizes"] = arguments(a.Arguments, argKeys)
+		if args, sizes, ok := arguments(a.Arguments, argKeys); ok {
+			m["arguments"], m["sizes"] = args, sizes
+		}
 	}
 	return types.NewRecord(m)
 }
 
 // arguments converts a tools/call's JSON arguments to a Cedar record, and
 // the sizes of its top-level values. With keys, only those arguments are
-// converted (the ones the policies read); nil keys means all.
-func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record) {
-	var obj map[string]json.RawMessage
-	if len(raw) == 0 || json.Unmarshal(raw, &obj) != nil {
-		return types.NewRecord(nil), types.NewRecord(nil)
+// converted (the ones the policies read); nil keys means all. ok is false
+// for arguments that are not one JSON object, or that repeat a name at
+// any depth (which reader would see which value?): the context then has
+// no arguments at all, so that every policy reading them fails, closed.
+func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record, ok bool) {
+	if len(raw) == 0 {
+		return types.NewRecord(nil), types.NewRecord(nil), true
 	}
-	n := len(obj)
-	if keys != nil {
-		n = len(keys)
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return types.Record{}, types.Record{}, false
 	}
-	am, sm := make(types.RecordMap, n), make(types.RecordMap, n)
-	for k, v := range obj {
+	am, sm := types.RecordMap{}, types.RecordMap{}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return types.Record{}, types.Record{}, false
+		}
+		k := tok.String()
 		if keys != nil && !slices.Contains(keys, k) {
+			if dec.SkipValue() != nil {
+				return types.Record{}, types.Record{}, false
+			}
 			continue
 		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			return types.Record{}, types.Record{}, false
+		}
 		var x any
-		d := json.NewDecoder(bytes.NewReader(v))
-		d.UseNumber()
-		if d.Decode(&x) != nil {
-			continue
+		jd := json.NewDecoder(bytes.NewReader(v))
+		jd.UseNumber()
+		if jd.Decode(&x) != nil {
+			return types.Record{}, types.Record{}, false
 		}
 		if cv, ok := toCedar(x, 0); ok {
 			am[types.String(k)] = cv
@@ -390,7 +404,10 @@ func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record) {
 			sm[types.String(k)] = types.Long(len(t))
 		}
 	}
-	return types.NewRecord(am), types.NewRecord(sm)
+	if _, err := dec.ReadToken(); err != nil {
+		return types.Record{}, types.Record{}, false
+	}
+	return types.NewRecord(am), types.NewRecord(sm), true
 }
 
 // toCedar converts a decoded JSON value; ok is false for null and for
@@ -476,7 +493,7 @@ func (e *Engine) list(r *request) guard.Decision {
 		return e.explain(r, out)
 	}
 	if len(permits) == 0 {
-		return guard.Decision{Reason: "no policy permits " + r.permission, Policies: []string{"default-deny"}}
+		return guard.Decision{Reason: "no policy permits " + r.action.Permission(), Policies: []string{"default-deny"}}
 	}
 	out.allowed, out.determining = true, permits
 	return e.explain(r, out)
@@ -510,4 +527,31 @@ func mayHold(n xast.IsNode, want bool) bool {
 		return !isErr(n.If) && (mayHold(n.Then, want) || mayHold(n.Else, want))
 	}
 	return true
+}
+
+// clockCache keeps the context.time record of the current minute, which
+// every request in that minute shares.
+type clockCache struct {
+	cur atomic.Pointer[clockEntry]
+}
+
+type clockEntry struct {
+	minute int64 // unix minutes
+	rec    types.Record
+}
+
+func (c *clockCache) record(now time.Time, loc *time.Location) types.Record {
+	minute := now.Unix() / 60
+	if e := c.cur.Load(); e != nil && e.minute == minute {
+		return e.rec
+	}
+	local := now.In(loc)
+	rec := types.NewRecord(types.RecordMap{
+		"hour":    types.Long(local.Hour()),
+		"minute":  types.Long(local.Minute()),
+		"weekday": types.Long(local.Weekday()),
+		"date":    types.String(local.Format(time.DateOnly)),
+	})
+	c.cur.Store(&clockEntry{minute: minute, rec: rec})
+	return rec
 }

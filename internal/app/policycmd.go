@@ -153,8 +153,10 @@ func PolicyTest(w io.Writer, cfg *config.Config, o PolicyTestOptions) error {
 			return fmt.Errorf("--context: time: %w", err)
 		}
 	}
+	// Tokens of mcpguard's authorization server are scope-limited: the
+	// users: map does not add to their roles, in production or here.
 	p := &guard.Principal{Subject: o.Subject, Method: guard.AuthMethod(o.Method), Issuer: o.Issuer, ClientID: o.ClientID,
-		Roles: o.Roles, Groups: o.Groups, Scopes: o.Scopes}
+		Roles: o.Roles, Groups: o.Groups, Scopes: o.Scopes, ScopeLimited: guard.AuthMethod(o.Method) == guard.MethodOAuth}
 	if o.MFAAge >= 0 {
 		p.MFATime = info.Time.Add(-o.MFAAge)
 	}

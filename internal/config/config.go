@@ -431,6 +431,11 @@ type AuditConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MaxAge rotates the log when it is older than this; 0 is off.
 	MaxAge time.Duration `yaml:"max_age"`
+	// MinFreeBytes is a reserve of free disk space for the log: below it
+	// mcpguard stops running requests (and refuses them, audited, into the
+	// reserve) instead of running one it then cannot record. 0 is off.
+	// Default 16 MiB.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // MetricsConfig configures Prometheus metrics.
@@ -544,6 +549,7 @@ func Default() *Config {
 			Durable:         true,
 			FlushInterval:   5 * time.Millisecond,
 			CheckpointEvery: 1000,
+			MinFreeBytes:    16 << 20,
 		},
 		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
 		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},

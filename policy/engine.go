@@ -37,9 +37,12 @@ type Options struct {
 	// the tags its resource entity carries. Every matching entry adds
 	// its tags.
 	Tags map[string][]string
-	// Upstream returns the upstream server a tool, resource or prompt
-	// comes from, or "" for mcpguard's own. Nil means none has one.
-	Upstream func(name string) string
+	// Upstream returns the upstream server that serves an item, or "" for
+	// mcpguard's own: kind is "tool", "prompt" or "resource", name the
+	// tool or prompt name or the resource URI (proxy.Gateway.Owner). It
+	// may change as upstreams come and go; it is asked on every decision
+	// that reads the resource. Nil means no item has one.
+	Upstream func(kind, name string) string
 	// Location is the time zone of context.time; nil means UTC.
 	Location *time.Location
 }
@@ -53,7 +56,7 @@ type Engine struct {
 	rbac     *authz.RBAC
 	roles    map[types.EntityUID]types.Entity
 	tags     []tagRule
-	upstream func(string) string
+	upstream func(kind, name string) string
 	loc      *time.Location
 	// resources caches resource entities.
 	resources *resourceCache

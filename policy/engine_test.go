@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func newSeedEngine(t testing.TB) *Engine {
 		RBAC:  seedRBAC,
 		Files: []File{{Name: "seed.cedar", Data: []byte(seedPolicies)}},
 		Tags:  map[string][]string{"github__get_*": {"read-only"}, "github__list_*": {"read-only"}},
-		Upstream: func(name string) string {
+		Upstream: func(_, name string) string {
 			if up, _, ok := strings.Cut(name, "__"); ok {
 				return up
 			}
@@ -358,5 +359,33 @@ unless { context.arguments has schema && context.arguments.schema == "analytics"
 		if got := e.Authorize(context.Background(), dev, call("execute_sql", args, weekdayNoon, "")).Allowed; got != want {
 			t.Errorf("%s: allowed = %v, want %v", args, got, want)
 		}
+	}
+}
+
+// TestUpstreamAsked checks that an item's upstream is asked on every
+// decision: a name first seen unserved, then served by an upstream, is
+// governed by the upstream's policies from then on (a cached entity would
+// have kept it out of a forbid on the upstream).
+func TestUpstreamAsked(t *testing.T) {
+	var owner atomic.Value
+	owner.Store("")
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "u.cedar", Data: []byte(
+		`@id("no-github") forbid(principal, action, resource in Upstream::"github");`)}},
+		Upstream: func(kind, name string) string {
+			if kind == "tool" && name == "gh_new" {
+				return owner.Load().(string)
+			}
+			return ""
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &guard.Principal{Subject: "ann", Method: guard.MethodAPIKey, Roles: []string{"admin"}}
+	if d := e.Authorize(context.Background(), admin, call("gh_new", "", weekdayNoon, "127.0.0.1")); !d.Allowed {
+		t.Fatalf("before the upstream serves it: %+v", d)
+	}
+	owner.Store("github")
+	if d := e.Authorize(context.Background(), admin, call("gh_new", "", weekdayNoon, "127.0.0.1")); d.Allowed || d.Policies[0] != "no-github" {
+		t.Fatalf("once github serves it: %+v", d)
 	}
 }

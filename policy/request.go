@@ -148,8 +148,10 @@ func (e *Engine) principalEntity(uid types.EntityUID, p *guard.Principal, held [
 }
 
 // resourceCache remembers resource entities, which depend only on the
-// resource's name and the Engine: a bounded number of them, since names
-// come from callers.
+// resource's name, the Engine and the item's upstream: a bounded number of
+// them, since names come from callers. The upstream is asked again on
+// every lookup (an upstream may start serving a name after it was first
+// seen), and an entity cached for another upstream is rebuilt.
 type resourceCache struct {
 	m sync.Map // types.EntityUID -> types.Entity
 	n atomic.Int64
@@ -159,27 +161,47 @@ type resourceCache struct {
 const maxCachedResources = 4096
 
 func (c *resourceCache) entity(e *Engine, uid types.EntityUID) types.Entity {
+	upstream := e.upstreamOf(uid)
 	if v, ok := c.m.Load(uid); ok {
-		return v.(types.Entity)
+		if ent := v.(types.Entity); cachedUpstream(ent) == upstream {
+			return ent
+		}
 	}
-	ent := e.resourceEntity(uid)
-	if c.n.Add(1) <= maxCachedResources {
+	ent := e.resourceEntity(uid, upstream)
+	if _, ok := c.m.Load(uid); ok || c.n.Add(1) <= maxCachedResources {
 		c.m.Store(uid, ent)
 	}
 	return ent
 }
 
-func (e *Engine) resourceEntity(uid types.EntityUID) types.Entity {
+func cachedUpstream(ent types.Entity) string {
+	v, _ := ent.Attributes.Get("upstream")
+	s, _ := v.(types.String)
+	return string(s)
+}
+
+// upstreamOf asks Options.Upstream who serves the resource.
+func (e *Engine) upstreamOf(uid types.EntityUID) string {
+	if e.upstream == nil {
+		return ""
+	}
+	kind := "resource"
+	switch uid.Type {
+	case typeTool:
+		kind = "tool"
+	case typePrompt:
+		kind = "prompt"
+	}
+	return e.upstream(kind, string(uid.ID))
+}
+
+func (e *Engine) resourceEntity(uid types.EntityUID, upstream string) types.Entity {
 	name := string(uid.ID)
 	var tags []string
 	for _, t := range e.tags {
 		if authz.Match(t.pattern, name) {
 			tags = appendNew(tags, t.tags...)
 		}
-	}
-	upstream := ""
-	if e.upstream != nil {
-		upstream = e.upstream(name)
 	}
 	requirement := ""
 	if uid.Type == typeTool {

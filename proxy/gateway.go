@@ -810,3 +810,13 @@ func (g *Gateway) Upstreams() []string {
 	}
 	return slices.Clip(out)
 }
+
+// Owner returns the upstream that serves an item: kind is "tool",
+// "prompt" or "resource", name the exposed tool or prompt name or the
+// resource URI. It is "" for mcpguard's own items and for names no
+// upstream serves (yet). Policies read it as resource.upstream.
+func (g *Gateway) Owner(kind, name string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.owners[kind+"\x00"+name]
+}

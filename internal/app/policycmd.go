@@ -50,7 +50,7 @@ func LiveTools(ctx context.Context) ([]policy.Tool, error) {
 // policies.dir against the schema of the live tools, printing every
 // problem; it fails when there is one.
 func PolicyCheck(ctx context.Context, w io.Writer, cfg *config.Config) error {
-	set, err := LoadPolicies(cfg)
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func PolicySchema(ctx context.Context, w io.Writer) error {
 // PolicyShow prints every policy in force, the roles compiled to Cedar
 // first.
 func PolicyShow(w io.Writer, cfg *config.Config) error {
-	set, err := LoadPolicies(cfg)
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ type PolicyTestOptions struct {
 // PolicyTest decides one request with the policies in force and prints
 // the decision and the policies that determined it.
 func PolicyTest(w io.Writer, cfg *config.Config, o PolicyTestOptions) error {
-	set, err := LoadPolicies(cfg)
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpguard/mcpguard/admin"
@@ -30,6 +31,7 @@ import (
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/policy"
+	"github.com/mcpguard/mcpguard/proxy"
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/mcpguard/mcpguard/tools"
@@ -107,7 +109,16 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 
 	res := resolver(ctx, cfg, st, o.Env)
-	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, logger)
+	// Policies ask the gateway, once it exists, which upstream serves an
+	// item (resource.upstream, Upstream::"name").
+	var gateway atomic.Pointer[proxy.Gateway]
+	owner := func(kind, name string) string {
+		if gw := gateway.Load(); gw != nil {
+			return gw.Owner(kind, name)
+		}
+		return ""
+	}
+	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, owner, logger)
 	if err != nil {
 		return err
 	}
@@ -148,6 +159,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	serverOpts := &mcp.ServerOptions{Logger: logger}
 	if gw != nil {
 		gw.Configure(serverOpts)
+		gateway.Store(gw)
 	}
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, serverOpts)
 	transport := "http"
@@ -361,7 +373,7 @@ func adminHandler(cfg *config.Config, st store.Store, g *guard.Guard, logger *sl
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.
-func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, upstream func(kind, name string) string, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
@@ -382,7 +394,7 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	policies, err := LoadPolicies(cfg)
+	policies, err := LoadPolicies(cfg, upstream)
 	if err != nil {
 		return nil, nil, nil, err
 	}

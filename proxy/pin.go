@@ -122,47 +122,75 @@ func Pin(ctx context.Context, opts Options, names []string) ([]PinResult, error)
 	if opts.Pins == nil {
 		return nil, errors.New("no pin store")
 	}
+	var out []PinResult
+	err := catalogs(ctx, opts, names, func(_ *Gateway, u *upstream, cat *catalog) error {
+		for _, t := range cat.tools {
+			hash, err := ToolHash(t)
+			if err != nil {
+				return fmt.Errorf("upstream %s tool %s: %w", u.cfg.Name, t.Name, err)
+			}
+			r := PinResult{Upstream: u.cfg.Name, Tool: t.Name, Hash: hash}
+			if old, err := opts.Pins.GetToolPin(ctx, u.cfg.Name, t.Name); err == nil {
+				r.Previous = old.Hash
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err := opts.Pins.PutToolPin(ctx, &store.ToolPin{Upstream: u.cfg.Name, Tool: t.Name, Hash: hash, PinnedAt: time.Now()}); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListTools connects to every upstream and returns their tools under the
+// names the gateway exposes them by (for `mcpguard policy check`, which
+// types policies against the tools' schemas). It registers nothing.
+func ListTools(ctx context.Context, opts Options) ([]*mcp.Tool, error) {
+	var out []*mcp.Tool
+	err := catalogs(ctx, opts, nil, func(g *Gateway, u *upstream, cat *catalog) error {
+		for _, t := range cat.tools {
+			exposed := *t
+			exposed.Name = g.exposed(u, t.Name)
+			out = append(out, &exposed)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// catalogs connects to the named upstreams (all when names is empty) and
+// hands each one's catalog to fn, stopping at the first error.
+func catalogs(ctx context.Context, opts Options, names []string, fn func(*Gateway, *upstream, *catalog) error) error {
 	g, err := New(opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer g.Close()
-	var out []PinResult
 	for _, u := range g.upstreams {
 		if len(names) > 0 && !contains(names, u.cfg.Name) {
 			continue
 		}
 		c, err := u.get(ctx, "")
 		if err != nil {
-			return out, err
+			return err
 		}
 		cat, err := u.list(ctx, c)
 		if err != nil {
-			return out, fmt.Errorf("upstream %s: %w", u.cfg.Name, err)
+			return fmt.Errorf("upstream %s: %w", u.cfg.Name, err)
 		}
-		for _, t := range cat.tools {
-			hash, err := ToolHash(t)
-			if err != nil {
-				return out, fmt.Errorf("upstream %s tool %s: %w", u.cfg.Name, t.Name, err)
-			}
-			r := PinResult{Upstream: u.cfg.Name, Tool: t.Name, Hash: hash}
-			if old, err := opts.Pins.GetToolPin(ctx, u.cfg.Name, t.Name); err == nil {
-				r.Previous = old.Hash
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return out, err
-			}
-			if err := opts.Pins.PutToolPin(ctx, &store.ToolPin{Upstream: u.cfg.Name, Tool: t.Name, Hash: hash, PinnedAt: time.Now()}); err != nil {
-				return out, err
-			}
-			out = append(out, r)
+		if err := fn(g, u, cat); err != nil {
+			return err
 		}
 	}
 	for _, n := range names {
 		if g.byName[n] == nil {
-			return out, fmt.Errorf("no upstream named %s", n)
+			return fmt.Errorf("no upstream named %s", n)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func contains(list []string, s string) bool {

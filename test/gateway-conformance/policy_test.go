@@ -1,6 +1,7 @@
 package gatewaytest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,5 +58,19 @@ upstreams:
 	}
 	if _, isErr := callText(t, cs, "fx__test_simple_text", map[string]any{}); isErr {
 		t.Fatal("fx__test_simple_text was refused")
+	}
+
+	// policy check types policies against the upstreams' tools too.
+	out := run(t, dir, nil, "--config", filepath.Join(dir, "mcpguard.yaml"), "policy", "schema")
+	if !strings.Contains(out, "entity Tool") {
+		t.Fatalf("policy schema:\n%s", out)
+	}
+	out = run(t, dir, nil, "--config", filepath.Join(dir, "mcpguard.yaml"), "policy", "check")
+	if !strings.Contains(out, "no problems") {
+		t.Fatalf("policy check:\n%s", out)
+	}
+	var n int
+	if _, err := fmt.Sscanf(out[strings.LastIndex(out, "checked against"):], "checked against %d tools", &n); err != nil || n <= 6 {
+		t.Fatalf("policy check did not count the upstreams' tools: %q", out)
 	}
 }

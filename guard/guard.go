@@ -44,6 +44,9 @@ const (
 	// MethodOAuth is an access token issued by mcpguard's own
 	// authorization server (package oauth).
 	MethodOAuth AuthMethod = "oauth"
+	// MethodAnonymous is a request without any credential, admitted only
+	// when HTTPOptions.Anonymous is configured.
+	MethodAnonymous AuthMethod = "anonymous"
 	// MethodMTLS is a client certificate verified in the TLS handshake and
 	// mapped to an identity (package authn/mtls).
 	MethodMTLS AuthMethod = "mtls"

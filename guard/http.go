@@ -48,6 +48,14 @@ type HTTPOptions struct {
 	// client to request ("scope" parameter, MCP authorization spec): the
 	// least privilege that lets a client work, not every scope there is.
 	ChallengeScopes []string
+	// Anonymous, when set, is the principal of requests that carry no
+	// credential at all (a request with an invalid credential is still
+	// refused). It exists for loopback-only test profiles such as the MCP
+	// conformance suite, whose client sends no credentials; the caller
+	// that sets it must make sure the listener is reachable only from
+	// this host. Its requests are authorized and audited like any other,
+	// under auth_method "anonymous".
+	Anonymous *Principal
 	// StepUp, when set, turns a scope-limited principal's refused
 	// tools/call or prompts/get into an HTTP 403 insufficient_scope
 	// challenge (RFC 6750 §3.1) when the caller could obtain the action
@@ -460,6 +468,11 @@ func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *call
 	cert := VerifiedClientCert(r)
 	cred, found := credentialFrom(r)
 	useCert := mode == CertOnly || mode == CertAndToken || (mode == CertOrToken && !found)
+	// An anonymous caller (HTTPOptions.Anonymous) presents nothing: no
+	// credential, and no certificate where certificates count.
+	if !found && g.HTTP.Anonymous != nil && r.Header.Get("Authorization") == "" && (mode == CertIgnored || (mode == CertOrToken && cert == nil)) {
+		return g.HTTP.Anonymous, true
+	}
 	if useCert && cert == nil {
 		rec.Decision, rec.Reason = AuthFailed, "no client certificate"
 		g.record(ctx, rec, c)

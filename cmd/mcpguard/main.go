@@ -90,7 +90,7 @@ func root() *cobra.Command {
 	cmd.AddCommand(certsCmd(), sessionsCmd(g)) // TLS certificates, MCP sessions
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), &cobra.Command{
+	cmd.AddCommand(serveCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), toolsCmd(g), upstreamsCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
@@ -102,6 +102,7 @@ func serveCmd(g *globals) *cobra.Command {
 	var demo, stdio bool
 	var addr, auditLog, database string
 	var tlsFlags tlsFlags
+	var upstreams []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
@@ -120,6 +121,7 @@ func serveCmd(g *globals) *cobra.Command {
 			return app.Serve(c.Context(), app.ServeOptions{
 				Config: cfg, Demo: demo, Stdio: stdio,
 				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
+				Upstreams: upstreams,
 			})
 		}),
 	}
@@ -130,6 +132,7 @@ func serveCmd(g *globals) *cobra.Command {
 	f.StringVar(&auditLog, "audit-log", "", `audit log file, "-" for stderr (overrides audit.log)`)
 	f.StringVar(&database, "database", "", "SQLite database for the built-in tools (overrides database)")
 	tlsFlags.register(f)
+	f.StringArrayVar(&upstreams, "upstream", nil, `front an existing MCP server: 'name=command args...' (stdio) or 'name=https://host/mcp'; repeatable`)
 	return cmd
 }
 

@@ -23,12 +23,14 @@ func PolicyOptions(cfg *config.Config) (policy.Options, error) {
 
 // LoadPolicies compiles the configuration's roles and the policies of
 // policies.dir. The default directory may be missing; a configured one
-// must exist.
-func LoadPolicies(cfg *config.Config) (*policy.Set, error) {
+// must exist. upstream, when not nil, tells which upstream serves an item
+// (policy.Options.Upstream).
+func LoadPolicies(cfg *config.Config, upstream func(kind, name string) string) (*policy.Set, error) {
 	opts, err := PolicyOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
+	opts.Upstream = upstream
 	set, err := policy.NewSet(opts, cfg.Policies.Dir, cfg.Policies.Dir == config.DefaultPolicyDir)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpguard/mcpguard/admin"
@@ -32,6 +33,7 @@ import (
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/internal/tlsx"
 	"github.com/mcpguard/mcpguard/policy"
+	"github.com/mcpguard/mcpguard/proxy"
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/mcpguard/mcpguard/tools"
@@ -63,6 +65,9 @@ type ServeOptions struct {
 	// Ready, if set, is called with the MCP endpoint URL once the HTTP
 	// server is listening.
 	Ready func(url string)
+	// Upstreams are one-line upstream definitions, "name=command args..."
+	// or "name=https://host/mcp", added to the configured ones.
+	Upstreams []string
 }
 
 // Serve runs mcpguard until ctx is done.
@@ -106,7 +111,16 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 
 	res := resolver(ctx, cfg, st, o.Env)
-	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, logger)
+	// Policies ask the gateway, once it exists, which upstream serves an
+	// item (resource.upstream, Upstream::"name").
+	var gateway atomic.Pointer[proxy.Gateway]
+	owner := func(kind, name string) string {
+		if gw := gateway.Load(); gw != nil {
+			return gw.Owner(kind, name)
+		}
+		return ""
+	}
+	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, owner, logger)
 	if err != nil {
 		return err
 	}
@@ -138,7 +152,20 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}()
 	g.Audit = auditstore.Tee(sink, index)
 
-	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger, GetSessionID: guard.NewSessionID})
+	var reserved []string
+	if cfg.Database != "" {
+		reserved = tools.Names()
+	}
+	gw, err := newGateway(cfg, o, st, res, g.Audit, reserved, obs.metrics.SetKnownTools, logger)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	serverOpts := &mcp.ServerOptions{Logger: logger, GetSessionID: guard.NewSessionID}
+	if gw != nil {
+		gw.Configure(serverOpts)
+		gateway.Store(gw)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, serverOpts)
 	transport := "http"
 	if o.Stdio {
 		transport = "stdio"
@@ -147,7 +174,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Stdio {
 		mcpOpts.Credential = stdioCredential(o.Env)
 	}
-	server.AddReceivingMiddleware(append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))...)
+	middleware := append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))
+	if gw != nil {
+		// Innermost: a call to a tool blocked by pinning is refused after
+		// it was authorized and with its audit record.
+		middleware = append(middleware, gw.Middleware())
+	}
+	server.AddReceivingMiddleware(middleware...)
 
 	if keys != nil {
 		ok("API key authentication enabled")
@@ -187,6 +220,22 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		tools.Register(server, db)
 		obs.metrics.SetKnownTools(tools.Names())
 		ok("Built-in database tools on %s: %s", cfg.Database, strings.Join(tools.Names(), ", "))
+	}
+	if gw != nil {
+		if err := gw.Start(ctx, server); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer gw.Close()
+		sctx, stopStatus := context.WithCancel(ctx)
+		statusDone := make(chan struct{})
+		go func() { reportStatus(sctx, gw, st, logger); close(statusDone) }()
+		defer func() { stopStatus(); <-statusDone }()
+		for _, s := range gw.Status() {
+			ok("Upstream %s (%s, %s): %d tools, %d blocked by pinning", s.Name, s.Kind, s.Isolation, s.Tools, s.Blocked)
+		}
+	}
+	if cfg.Auth.Anonymous.Enabled && !o.Stdio {
+		warn("Anonymous access enabled: requests without credentials act as roles %s (loopback listener only)", strings.Join(cfg.Auth.Anonymous.Roles, ", "))
 	}
 
 	if o.Stdio {
@@ -249,6 +298,9 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	defer ln.Close()
+	if g.HTTP.Anonymous != nil && !config.LoopbackAddr(ln.Addr().String()) {
+		return fmt.Errorf("auth.anonymous is enabled but the listener %s is not loopback-only; refusing to start", ln.Addr())
+	}
 	addr := ln.Addr().String()
 	ln = netx.LimitListener(ln, cfg.Server.MaxConnections)
 	if tlsCfg != nil {
@@ -344,7 +396,7 @@ func adminHandler(cfg *config.Config, st store.Store, g *guard.Guard, logger *sl
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.
-func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, upstream func(kind, name string) string, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
@@ -365,7 +417,7 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	policies, err := LoadPolicies(cfg)
+	policies, err := LoadPolicies(cfg, upstream)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -379,6 +431,9 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 			AllowedOrigins:  cfg.Server.AllowedOrigins,
 			BodyReadTimeout: cfg.Server.ReadTimeout,
 		},
+	}
+	if a := cfg.Auth.Anonymous; a.Enabled {
+		g.HTTP.Anonymous = &guard.Principal{Subject: "anonymous", Issuer: "mcpguard", Method: guard.MethodAnonymous, Roles: a.Roles}
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
 		lc := ratelimit.Config{

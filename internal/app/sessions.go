@@ -43,6 +43,10 @@ func mcpHandler(ctx context.Context, cfg *config.Config, st store.Store, g *guar
 		Logger:              logger,
 		Stateless:           true,
 		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
+		// In the sessionless revision the POST is the whole request: a
+		// client that gives up closes it, and the handler (and any
+		// upstream call) is cancelled with it.
+		PropagateRequestCancellation: true,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v := r.Header.Get("Mcp-Protocol-Version"); v >= guard.SessionlessVersion {

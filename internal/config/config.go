@@ -94,6 +94,11 @@ type Config struct {
 	Secrets SecretsConfig `yaml:"secrets"`
 	// Policies configures the Cedar policies evaluated with the roles.
 	Policies PoliciesConfig `yaml:"policies"`
+	// Gateway configures gateway mode as a whole.
+	Gateway GatewayConfig `yaml:"gateway"`
+	// Upstreams are existing MCP servers mcpguard fronts (gateway mode).
+	// File only.
+	Upstreams []UpstreamConfig `yaml:"upstreams"`
 }
 
 // PoliciesConfig configures the Cedar policy engine (package policy). The
@@ -245,6 +250,9 @@ type AuthConfig struct {
 	// tokens revoke) takes effect within this time. Default 1s; 0s checks
 	// the store on every request.
 	RevocationRecheck time.Duration `yaml:"revocation_recheck"`
+	// Anonymous admits requests without credentials as one identity with
+	// the given roles; only with a loopback server.addr. Default off.
+	Anonymous AnonymousConfig `yaml:"anonymous"`
 }
 
 // APIKeysConfig configures API-key authentication.
@@ -490,6 +498,11 @@ type AuditConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MaxAge rotates the log when it is older than this; 0 is off.
 	MaxAge time.Duration `yaml:"max_age"`
+	// MinFreeBytes is a reserve of free disk space for the log: below it
+	// mcpguard stops running requests (and refuses them, audited, into the
+	// reserve) instead of running one it then cannot record. 0 is off.
+	// Default 16 MiB.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // MetricsConfig configures Prometheus metrics.
@@ -557,6 +570,7 @@ func Default() *Config {
 			RevocationRecheck: time.Second,
 			APIKeys:           APIKeysConfig{Enabled: true},
 			Providers:         []ProviderConfig{},
+			Anonymous:         AnonymousConfig{Roles: []string{}},
 			JWT: JWTConfig{
 				Enabled:                false,
 				Audiences:              []string{},
@@ -609,6 +623,7 @@ func Default() *Config {
 			Durable:         true,
 			FlushInterval:   5 * time.Millisecond,
 			CheckpointEvery: 1000,
+			MinFreeBytes:    16 << 20,
 		},
 		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
 		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},
@@ -630,7 +645,9 @@ func Default() *Config {
 			LoginMaxFailures: 5,
 			LoginLockout:     15 * time.Minute,
 		},
-		Secrets: SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Secrets:   SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Gateway:   GatewayConfig{Separator: "__", IdleTimeout: 10 * time.Minute},
+		Upstreams: []UpstreamConfig{},
 	}
 }
 

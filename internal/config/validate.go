@@ -75,6 +75,8 @@ func validate(c *Config) []problem {
 	if c.Policies.ReloadInterval < 0 {
 		v.add(pp.field("reload_interval"), "must not be negative")
 	}
+	v.gateway(c)
+	v.anonymous(c)
 	return v.problems
 }
 
@@ -542,6 +544,9 @@ func (v *validator) audit(p path, a *AuditConfig) {
 	}
 	v.positiveDuration(p.field("flush_interval"), a.FlushInterval)
 	v.positive(p.field("checkpoint_every"), int64(a.CheckpointEvery))
+	if a.MinFreeBytes < 0 {
+		v.add(p.field("min_free_bytes"), "must not be negative (0 turns the reserve off)")
+	}
 	if a.MaxBytes < 0 {
 		v.add(p.field("max_bytes"), "must not be negative (0 turns size rotation off)")
 	}

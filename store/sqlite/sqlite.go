@@ -140,6 +140,19 @@ var migrations = []string{
 		created_at    INTEGER NOT NULL,
 		updated_at    INTEGER NOT NULL
 	);`,
+	// Pinned upstream tool definitions (gateway mode, package proxy).
+	`CREATE TABLE tool_pins (
+		upstream  TEXT NOT NULL,
+		tool      TEXT NOT NULL,
+		hash      TEXT NOT NULL,
+		pinned_at INTEGER NOT NULL,
+		PRIMARY KEY (upstream, tool)
+	);
+	CREATE TABLE upstream_status (
+		name       TEXT PRIMARY KEY,
+		status     TEXT NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
 	// The MCP session registry (store.SessionStore), and refresh tokens
 	// bound to a client certificate (RFC 8705).
 	`CREATE TABLE mcp_sessions (

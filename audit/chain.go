@@ -232,7 +232,7 @@ func checkMAC(line []byte, h *lineHeader, keys map[string][]byte) error {
 		return fmt.Errorf("%w %q", errUnknownKid, h.Kid)
 	}
 	got := line[len(line)-macSuffixLen+len(`,"mac":"`) : len(line)-2]
-	if h.Mac != string(got) {
+	if h.Mac != string(got) { // ct:public: two copies of the MAC from the line itself; the MAC is checked below
 		return errBadMAC
 	}
 	m := hmac.New(sha256.New, key)

@@ -127,7 +127,7 @@ func (s *Set) scan() (Options, [32]byte, error) {
 // apply compiles opts and puts them in force, unless they are the set in
 // force already.
 func (s *Set) apply(opts Options, digest [32]byte) error {
-	if s.cur.Load() != nil && digest == s.digest {
+	if s.cur.Load() != nil && digest == s.digest { // ct:public: digests of the policy files
 		return nil
 	}
 	e, err := New(opts)
@@ -177,11 +177,11 @@ func (s *Set) Watch(ctx context.Context, interval time.Duration) {
 			s.mu.Unlock()
 			report(err)
 			continue
-		case digest == s.digest:
+		case digest == s.digest: // ct:public: digests of the policy files
 			s.mu.Unlock()
 			lastErr, pending = "", digest
 			continue
-		case digest != pending:
+		case digest != pending: // ct:public: digests of the policy files
 			s.mu.Unlock()
 			pending = digest // changed: wait until the files hold still
 			continue

@@ -82,7 +82,7 @@ func (g *Gateway) checkPin(ctx context.Context, u *upstream, t *mcp.Tool, exp st
 			return "its pinned definition could not be read (store error); try again later"
 		}
 		return ""
-	case pin.Hash == hash:
+	case pin.Hash == hash: // ct:public: digests of public tool definitions
 		return ""
 	}
 	reason := fmt.Sprintf("the definition of tool %s changed since it was pinned (pinned sha256 %.12s, now %.12s); an administrator must review it and run `mcpguard tools pin --upstream %s`", exp, pin.Hash, hash, u.cfg.Name)

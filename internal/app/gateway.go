@@ -234,7 +234,7 @@ func ToolsPin(ctx context.Context, out io.Writer, cfg *config.Config, env func(s
 		switch {
 		case r.Previous == "":
 			fmt.Fprintf(out, "pinned   %s/%s %.16s (new)\n", r.Upstream, r.Tool, r.Hash)
-		case r.Previous != r.Hash:
+		case r.Previous != r.Hash: // ct:public: digests of public tool definitions
 			fmt.Fprintf(out, "re-pinned %s/%s %.16s (was %.16s)\n", r.Upstream, r.Tool, r.Hash, r.Previous)
 		default:
 			fmt.Fprintf(out, "unchanged %s/%s %.16s\n", r.Upstream, r.Tool, r.Hash)

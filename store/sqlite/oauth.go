@@ -450,7 +450,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, unixNano(now), t.FamilyID)
 			return err
 		}
-		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) { // ct:public: a sanity check of two digests the server made
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
 		// Compare-and-set, as in ConsumeAuthCode.

@@ -106,6 +106,28 @@ func TestSessionsBoundToPrincipal(t *testing.T) {
 		}
 	})
 
+	t.Run("fixation refused", func(t *testing.T) {
+		// An initialize carrying a session id the caller chose never
+		// creates a session under that id.
+		chosen := strings.Repeat("A", 52)
+		r := post(t, s.url, withSession(viewer, chosen), initBody)
+		if got := r.Header.Get("Mcp-Session-Id"); got == chosen || (r.StatusCode == 200 && !sessionIDForm.MatchString(got)) {
+			t.Fatalf("initialize with a chosen session id: %d, session %q", r.StatusCode, got)
+		}
+		if r := post(t, s.url, withSession(viewer, chosen), listBody); r.StatusCode != http.StatusNotFound {
+			t.Fatalf("the chosen session id afterwards: %d, want 404", r.StatusCode)
+		}
+		// A session an attacker opened and handed to a victim serves the
+		// victim nothing: it stays the attacker's.
+		sid := openSession(t, s.url, viewer)
+		if r := post(t, s.url, withSession(developer, sid), listBody); r.StatusCode != http.StatusNotFound {
+			t.Fatalf("victim using the attacker's session: %d, want 404", r.StatusCode)
+		}
+		waitAudit(t, s.auditLg, func(r map[string]any) bool {
+			return r["reason"] == "session hijack attempt" && r["user"] == "developer" && r["session_id"] == sid
+		})
+	})
+
 	t.Run("terminated session is 404", func(t *testing.T) {
 		sid := openSession(t, s.url, viewer)
 		req, _ := http.NewRequest("DELETE", s.url, nil)

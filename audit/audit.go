@@ -145,6 +145,13 @@ type Options struct {
 	// ago. Rotation is checked after each batch.
 	MaxAge time.Duration
 
+	// MinFreeBytes, when positive, is a reserve of free space on the log's
+	// file system: below it the logger reports itself not ready (see
+	// [Logger.Ready]), so the pipeline stops running requests while their
+	// records, and those of the refusals, can still be written. Free space
+	// is checked after every batch and every second.
+	MinFreeBytes int64
+
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// OnBatch, when set, is called by the writer goroutine after each
@@ -155,6 +162,8 @@ type Options struct {
 
 	// wrapFile, in tests, wraps the log file to inject failures.
 	wrapFile func(*os.File) logFile
+	// freeBytes, in tests, replaces the file system's free space.
+	freeBytes func(path string) (int64, error)
 }
 
 // withDefaults returns o with zero fields replaced by their defaults.
@@ -280,6 +289,7 @@ func Open(path string, opts Options) (*Logger, error) {
 		return nil, err
 	}
 	l.fw = fw
+	fw.checkSpace()
 	go fw.run()
 	return l, nil
 }
@@ -321,7 +331,8 @@ func (l *Logger) Record(ctx context.Context, r *guard.Record) error {
 
 // Ready reports whether the Logger can write: it returns the last write or
 // fsync error of a file logger until a later write succeeds (the writer
-// retries by itself every second), and [ErrClosed] after Close. The
+// retries by itself every second), [ErrLowSpace] while the file system has
+// less than Options.MinFreeBytes free, and [ErrClosed] after Close. The
 // pipeline refuses to execute requests while Ready fails.
 func (l *Logger) Ready() error {
 	if l.fw != nil {
@@ -334,6 +345,10 @@ func (l *Logger) Ready() error {
 	}
 	return nil
 }
+
+// ErrLowSpace is reported by [Logger.Ready] while the log's file system
+// has less free space than Options.MinFreeBytes.
+var ErrLowSpace = errors.New("audit: the log's disk is almost full")
 
 // Stats returns a snapshot of the file logger's queue and writes. For a
 // Logger made by [New] it is zero.

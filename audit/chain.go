@@ -231,14 +231,17 @@ func checkMAC(line []byte, h *lineHeader, keys map[string][]byte) error {
 	if !ok {
 		return fmt.Errorf("%w %q", errUnknownKid, h.Kid)
 	}
-	got, err := hex.DecodeString(string(line[len(line)-macSuffixLen+len(`,"mac":"`) : len(line)-2]))
-	if err != nil || h.Mac != string(line[len(line)-macSuffixLen+len(`,"mac":"`):len(line)-2]) {
+	got := line[len(line)-macSuffixLen+len(`,"mac":"`) : len(line)-2]
+	if h.Mac != string(got) { // ct:public: two copies of the MAC from the line itself; the MAC is checked below
 		return errBadMAC
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write(line[:len(line)-macSuffixLen])
 	m.Write([]byte{'}'})
-	if !hmac.Equal(m.Sum(nil), got) {
+	// Compared as the lowercase hex the logger writes, not as decoded
+	// bytes: hex decoding ignores case, which would let a changed byte
+	// (an 'a' made 'A') pass unnoticed.
+	if !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), got) {
 		return errBadMAC
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -848,5 +849,39 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := Open(dir, Options{}); err == nil {
 		t.Error("directory: want error")
+	}
+}
+
+// TestLowSpaceStopsRequestsFirst checks the free-space reserve: below
+// MinFreeBytes the logger is not ready (so the pipeline stops running
+// requests) while records still get written into the reserve, and it is
+// ready again once space is freed.
+func TestLowSpaceStopsRequestsFirst(t *testing.T) {
+	t.Parallel()
+	var free atomic.Int64
+	free.Store(10 << 20)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, Options{HMACKey: testKey, WaitForSync: true, MinFreeBytes: 1 << 20,
+		freeBytes: func(string) (int64, error) { return free.Load(), nil }})
+	record(t, l, rec(1, guard.Allowed, "a", "b"))
+	if err := l.Ready(); err != nil {
+		t.Fatalf("Ready with 10 MiB free: %v", err)
+	}
+	free.Store(512 << 10)
+	record(t, l, rec(2, guard.Denied, "a", "b")) // written into the reserve
+	if err := l.Ready(); !errors.Is(err, ErrLowSpace) {
+		t.Fatalf("Ready with 512 KiB free = %v, want ErrLowSpace", err)
+	}
+	free.Store(5 << 20)
+	deadline := time.Now().Add(5 * time.Second) // rechecked every second
+	for l.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready still %v after space was freed", l.Ready())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	closeLog(t, l)
+	if rep, err := Verify([]string{path}, testKeys, nil); err != nil || rep.Records != 2 {
+		t.Fatalf("Verify: %+v %v", rep, err)
 	}
 }

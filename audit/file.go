@@ -72,6 +72,25 @@ type fileWriter struct {
 
 	written, failed, checkpoints, batches, rotateFailures atomic.Uint64
 	lastBatch, lastLatency                                atomic.Int64
+
+	// lowSpace is set while the file system has less than MinFreeBytes
+	// free (see checkSpace).
+	lowSpace atomic.Bool
+}
+
+// checkSpace updates lowSpace from the file system's free space. An error
+// reading it counts as no space: the reserve exists to fail closed.
+func (w *fileWriter) checkSpace() {
+	min := w.opts.MinFreeBytes
+	if min <= 0 {
+		return
+	}
+	free := w.opts.freeBytes
+	if free == nil {
+		free = freeSpace
+	}
+	n, err := free(w.path)
+	w.lowSpace.Store(err != nil || n < min)
 }
 
 // openFileWriter opens the log at path, repairs or sets aside its tail (see
@@ -554,6 +573,7 @@ func (w *fileWriter) run() {
 			if w.health() != nil {
 				w.writeBatch(nil) // a resumed notice
 			}
+			w.checkSpace()
 		}
 	}
 }
@@ -626,6 +646,7 @@ func (w *fileWriter) writeBatch(b *batch) {
 		}
 		w.rotateIfDue(now)
 	}
+	w.checkSpace()
 	if b != nil {
 		b.err = err
 		close(b.done)
@@ -699,6 +720,9 @@ func (w *fileWriter) health() error {
 func (w *fileWriter) ready() error {
 	if err := w.health(); err != nil {
 		return err
+	}
+	if w.lowSpace.Load() {
+		return ErrLowSpace
 	}
 	w.qmu.Lock()
 	defer w.qmu.Unlock()

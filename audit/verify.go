@@ -307,7 +307,8 @@ func (v *verifier) line(path string, lr *lineReader, l *rawLine) error {
 				return problem(ProblemUnknownKey, h.Seq, "checkpoint signed by key %q, want %q", h.SigKid, v.pubKid)
 			}
 			sig, err := hex.DecodeString(h.Sig)
-			if err != nil || !ed25519.Verify(v.pub, CheckpointMessage(h.TS, *h.Count, h.Head), sig) {
+			// The lowercase hex written, exactly: decoding ignores case.
+			if err != nil || hex.EncodeToString(sig) != h.Sig || !ed25519.Verify(v.pub, CheckpointMessage(h.TS, *h.Count, h.Head), sig) {
 				return problem(ProblemSignature, h.Seq, "")
 			}
 		}

@@ -25,6 +25,9 @@ package guard
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"slices"
@@ -41,6 +44,12 @@ const (
 	// MethodOAuth is an access token issued by mcpguard's own
 	// authorization server (package oauth).
 	MethodOAuth AuthMethod = "oauth"
+	// MethodAnonymous is a request without any credential, admitted only
+	// when HTTPOptions.Anonymous is configured.
+	MethodAnonymous AuthMethod = "anonymous"
+	// MethodMTLS is a client certificate verified in the TLS handshake and
+	// mapped to an identity (package authn/mtls).
+	MethodMTLS AuthMethod = "mtls"
 )
 
 // Principal is the authenticated caller. One Principal flows through every
@@ -88,6 +97,12 @@ type Principal struct {
 	// roles from elsewhere (authz.RBAC skips its Users map), or a token
 	// could exceed the scopes its user consented to.
 	ScopeLimited bool
+	// BoundCertificate is the SHA-256 thumbprint (base64url, RFC 8705
+	// "x5t#S256") of the client certificate the credential is bound to:
+	// the token's "cnf" claim, or the certificate itself for MethodMTLS.
+	// When set, the credential is accepted only over a TLS connection that
+	// presented that certificate.
+	BoundCertificate string
 }
 
 // ID returns a stable identifier for the principal, unique across issuers and
@@ -115,6 +130,9 @@ const (
 	Bearer CredentialKind = iota + 1
 	// APIKeyHeader is "X-API-Key: <key>" over HTTP, or MCP_API_KEY on stdio.
 	APIKeyHeader
+	// ClientCertificate is a client certificate verified in the TLS
+	// handshake (mutual TLS); Certificate holds it and Secret is empty.
+	ClientCertificate
 )
 
 // Credential is a secret presented by a caller. Its Secret must never be
@@ -122,6 +140,15 @@ const (
 type Credential struct {
 	Kind   CredentialKind
 	Secret string
+	// Certificate is the verified leaf certificate, for ClientCertificate.
+	Certificate *x509.Certificate
+}
+
+// CertThumbprint returns the RFC 8705 "x5t#S256" thumbprint of cert: the
+// unpadded base64url SHA-256 of its DER encoding.
+func CertThumbprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Authenticator turns a credential into a Principal.

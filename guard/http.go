@@ -3,6 +3,8 @@ package guard
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"github.com/mcpguard/mcpguard/internal/netx"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // HTTPOptions configure HTTPMiddleware.
@@ -45,6 +48,14 @@ type HTTPOptions struct {
 	// client to request ("scope" parameter, MCP authorization spec): the
 	// least privilege that lets a client work, not every scope there is.
 	ChallengeScopes []string
+	// Anonymous, when set, is the principal of requests that carry no
+	// credential at all (a request with an invalid credential is still
+	// refused). It exists for loopback-only test profiles such as the MCP
+	// conformance suite, whose client sends no credentials; the caller
+	// that sets it must make sure the listener is reachable only from
+	// this host. Its requests are authorized and audited like any other,
+	// under auth_method "anonymous".
+	Anonymous *Principal
 	// StepUp, when set, turns a scope-limited principal's refused
 	// tools/call or prompts/get into an HTTP 403 insufficient_scope
 	// challenge (RFC 6750 §3.1) when the caller could obtain the action
@@ -53,7 +64,43 @@ type HTTPOptions struct {
 	// help, in which case the request continues and is refused in band with
 	// ACCESS DENIED as usual. Other principals are never asked about.
 	StepUp func(ctx context.Context, p *Principal, a Action, d Decision) []string
+	// ClientCerts, when set, authenticates the client certificates of
+	// mutual-TLS connections (a Credential of kind ClientCertificate);
+	// ClientCertMode says how it combines with tokens.
+	ClientCerts Authenticator
+	// ClientCertMode is how a client certificate and a token combine; the
+	// zero value ignores certificates (tokens only).
+	ClientCertMode ClientCertMode
+	// Sessions, when set, binds MCP sessions of the session-based (2025)
+	// revisions to their owner: a session id presented by another
+	// principal gets 404 and a DENIED audit record ("session hijack
+	// attempt"), an unknown or terminated one 404, and a request other
+	// than initialize without a session id 400. The handler must issue
+	// session ids only on responses that pass through this middleware.
+	Sessions SessionRegistry
+	// MaxStreamsPerPrincipal caps the concurrent requests (open streams)
+	// of one principal; more get 429. Zero means no cap.
+	MaxStreamsPerPrincipal int
 }
+
+// ClientCertMode says how mutual TLS combines with tokens.
+type ClientCertMode string
+
+// Client certificate modes.
+const (
+	// CertIgnored authenticates by token or API key only. A
+	// certificate-bound token still needs its certificate.
+	CertIgnored ClientCertMode = ""
+	// CertOnly authenticates by client certificate alone; a token is not
+	// needed and, when sent, is ignored.
+	CertOnly ClientCertMode = "mtls"
+	// CertAndToken needs both a valid, mapped client certificate and a
+	// valid token; the principal is the token's.
+	CertAndToken ClientCertMode = "mtls+token"
+	// CertOrToken takes a token when one is sent and the client
+	// certificate otherwise.
+	CertOrToken ClientCertMode = "either"
+)
 
 // DefaultMaxBodyBytes is the default request-body bound.
 const DefaultMaxBodyBytes = 1 << 20
@@ -158,6 +205,7 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 	if bodyTimeout <= 0 {
 		bodyTimeout = 30 * time.Second
 	}
+	streams := &streamLimiter{max: g.HTTP.MaxStreamsPerPrincipal, n: map[string]int{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SecurityHeaders(w.Header())
 		ctx := r.Context()
@@ -216,6 +264,21 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "invalid_request", parseErr.Error())
 			return
 		}
+		version := r.Header.Get("Mcp-Protocol-Version")
+		if !validVersion(version) {
+			rec.Decision, rec.Reason = Denied, "unsupported MCP-Protocol-Version "+sanitize(version, 40)
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusBadRequest, "invalid_request", "unsupported MCP-Protocol-Version; supported: "+strings.Join(mcp.SupportedProtocolVersions(), ", "))
+			return
+		}
+		if !streams.acquire(p.ID()) {
+			rec.Decision, rec.Reason = RateLimited, fmt.Sprintf("more than %d concurrent requests", streams.max)
+			g.record(ctx, rec, c)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d concurrent requests per caller; retry when one ends", streams.max))
+			return
+		}
+		defer streams.release(p.ID())
 		tool := ""
 		if env.method == "tools/call" {
 			tool = env.tool
@@ -236,6 +299,13 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit exceeded; retry after %d seconds", retrySeconds(res.RetryAfter)))
 			return
 		}
+		// Sessions are checked after the rate limit, so that probing
+		// session ids costs the prober its quota.
+		sid := r.Header.Get("Mcp-Session-Id")
+		useSessions := g.HTTP.Sessions != nil && sessionful(version)
+		if useSessions && !g.checkSession(w, r, c, rec, sid, env) {
+			return
+		}
 		c.charge(tool)
 		if g.stepUp(w, r, c, rec, env) {
 			return
@@ -248,8 +318,84 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.ContentLength = int64(len(body))
 		}
-		inject.ServeHTTP(w, r2)
+		if !useSessions {
+			inject.ServeHTTP(w, r2)
+			return
+		}
+		sw := &sessionWriter{ResponseWriter: w, onHeader: func(status int) bool {
+			return g.sessionResponse(w, r, c, sid, status, inject)
+		}}
+		inject.ServeHTTP(sw, r2)
 	})
+}
+
+// checkSession applies the session binding to a request of a session-based
+// revision. It reports whether the request may go on; otherwise it has
+// answered and audited.
+func (g *Guard) checkSession(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, sid string, env envelope) bool {
+	ctx := r.Context()
+	if sid == "" {
+		if r.Method == http.MethodPost && env.method != "initialize" {
+			rec.Decision, rec.Reason = Denied, "missing Mcp-Session-Id"
+			g.record(ctx, rec, c)
+			writeError(w, http.StatusBadRequest, "invalid_request", "missing Mcp-Session-Id: send initialize first and then the session id it returned")
+			return false
+		}
+		return true // initialize; GET and DELETE are refused by the handler
+	}
+	// The id is recorded: it is not a credential, and an investigation
+	// needs to know which session was aimed at.
+	rec.SessionID = sanitize(sid, 128)
+	err := g.HTTP.Sessions.Use(ctx, sid, SessionOwner(c.principal))
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		rec.Decision, rec.Reason = Denied, "unknown or terminated session"
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
+		return false
+	case errors.Is(err, ErrSessionOwner):
+		// Answered like an unknown session, so that the id's existence is
+		// not confirmed to someone else.
+		rec.Decision, rec.Reason = Denied, "session hijack attempt"
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusNotFound, "session_not_found", "the session does not exist or has ended; initialize a new one")
+		return false
+	case err != nil:
+		rec.Decision, rec.Reason = Failed, "session registry unavailable: "+err.Error()
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "sessions cannot be checked right now; try again later")
+		return false
+	}
+	return true
+}
+
+// sessionResponse runs as the handler's response header is written: it
+// registers a session the handler just opened, and records the end of one
+// it closed. It returns false when it answered instead (the session could
+// not be registered, so it must not be used).
+func (g *Guard) sessionResponse(w http.ResponseWriter, r *http.Request, c *caller, sid string, status int, inject http.Handler) bool {
+	ctx := r.Context()
+	if sid != "" {
+		if r.Method == http.MethodDelete && status < 300 {
+			g.live.remove(sid)
+			if err := g.HTTP.Sessions.Close(ctx, sid); err != nil {
+				g.logger().Warn("session: recording the end of a session failed", "err", err)
+			}
+		}
+		return true
+	}
+	id := w.Header().Get("Mcp-Session-Id")
+	if id == "" || status >= 300 {
+		return true
+	}
+	if err := g.HTTP.Sessions.Open(ctx, id, c.principal); err != nil {
+		g.logger().Error("session: registering a new session failed", "err", err)
+		w.Header().Del("Mcp-Session-Id")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session could not be opened; try again later")
+		return false
+	}
+	g.live.add(id, c.principal, inject)
+	return true
 }
 
 // stepUp answers a call the caller's token does not cover, but a token with
@@ -299,9 +445,10 @@ func (g *Guard) stepUp(w http.ResponseWriter, r *http.Request, c *caller, rec *R
 	return true
 }
 
-// authenticateHTTP is the HTTP authentication stage: lockout, credential,
-// Authenticator. On refusal it writes the response and the audit record
-// (rec, completed) and returns ok=false.
+// authenticateHTTP is the HTTP authentication stage: lockout, client
+// certificate and credential (as ClientCertMode combines them),
+// Authenticator, certificate binding. On refusal it writes the response and
+// the audit record (rec, completed) and returns ok=false.
 func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *caller, rec *Record) (p *Principal, ok bool) {
 	ctx := r.Context()
 	source := netx.SourceKey(c.clientAddr)
@@ -314,32 +461,94 @@ func (g *Guard) authenticateHTTP(w http.ResponseWriter, r *http.Request, c *call
 			return nil, false
 		}
 	}
+	mode := g.HTTP.ClientCertMode
+	if g.HTTP.ClientCerts == nil {
+		mode = CertIgnored
+	}
+	cert := VerifiedClientCert(r)
 	cred, found := credentialFrom(r)
+	useCert := mode == CertOnly || mode == CertAndToken || (mode == CertOrToken && !found)
+	// An anonymous caller (HTTPOptions.Anonymous) presents nothing: no
+	// credential, and no certificate where certificates count.
+	if !found && g.HTTP.Anonymous != nil && r.Header.Get("Authorization") == "" && (mode == CertIgnored || (mode == CertOrToken && cert == nil)) {
+		return g.HTTP.Anonymous, true
+	}
+	if useCert && cert == nil {
+		rec.Decision, rec.Reason = AuthFailed, "no client certificate"
+		g.record(ctx, rec, c)
+		g.challenge(w, "", "authentication required: connect with a client certificate issued by the trusted CA")
+		return nil, false
+	}
+	if useCert {
+		p, ok = g.authenticateWith(w, r, c, rec, source, Credential{Kind: ClientCertificate, Certificate: cert})
+		if !ok || mode != CertAndToken {
+			return p, ok
+		}
+	}
 	if !found {
 		rec.Decision, rec.Reason = AuthFailed, "no credentials"
 		g.record(ctx, rec, c)
 		g.challenge(w, "", "authentication required: send Authorization: Bearer <token> or X-API-Key: <key>")
 		return nil, false
 	}
-	actx, endAuthn := g.stage(ctx, StageAuthenticate)
-	p, err := g.Authenticator.Authenticate(actx, cred)
-	endAuthn()
-	if err != nil {
-		if authFailure(rec, err) {
-			g.record(ctx, rec, c)
-			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
-			return nil, false
-		}
-		if g.Lockout != nil {
-			if wait, locked := g.Lockout.Failure(ctx, source); locked {
-				rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
-			}
-		}
+	p, ok = g.authenticateWith(w, r, c, rec, source, cred)
+	if !ok {
+		return nil, false
+	}
+	if p.BoundCertificate != "" && (cert == nil || subtle.ConstantTimeCompare([]byte(CertThumbprint(cert)), []byte(p.BoundCertificate)) != 1) {
+		// RFC 8705 §3: a certificate-bound token is only good with the
+		// certificate it was issued to.
+		rec.Decision, rec.Reason = AuthFailed, "certificate-bound token presented without its certificate"
+		c.principal = p
 		g.record(ctx, rec, c)
-		g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+		c.principal = nil
+		g.challenge(w, "invalid_token", "this token is bound to a client certificate: present it over mutual TLS")
 		return nil, false
 	}
 	return p, true
+}
+
+// authenticateWith runs the Authenticator (or, for a client certificate,
+// HTTPOptions.ClientCerts) on cred, with the lockout and audit of a
+// refusal.
+func (g *Guard) authenticateWith(w http.ResponseWriter, r *http.Request, c *caller, rec *Record, source string, cred Credential) (*Principal, bool) {
+	ctx := r.Context()
+	authn := g.Authenticator
+	if cred.Kind == ClientCertificate {
+		authn = g.HTTP.ClientCerts
+	}
+	actx, endAuthn := g.stage(ctx, StageAuthenticate)
+	p, err := authn.Authenticate(actx, cred)
+	endAuthn()
+	if err == nil {
+		return p, true
+	}
+	if authFailure(rec, err) {
+		g.record(ctx, rec, c)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again later")
+		return nil, false
+	}
+	if g.Lockout != nil {
+		if wait, locked := g.Lockout.Failure(ctx, source); locked {
+			rec.Reason += fmt.Sprintf("; source locked out for %ds", retrySeconds(wait))
+		}
+	}
+	g.record(ctx, rec, c)
+	if cred.Kind == ClientCertificate {
+		g.challenge(w, "invalid_client_certificate", "the client certificate is not accepted here")
+		return nil, false
+	}
+	g.challenge(w, "invalid_token", "the credential is invalid, expired or revoked")
+	return nil, false
+}
+
+// VerifiedClientCert returns the client certificate of r's connection when
+// the TLS handshake verified it against the trusted client CAs, else nil.
+func VerifiedClientCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
 }
 
 // RequirePrincipal returns middleware for mcpguard's own HTTP endpoints

@@ -213,8 +213,21 @@ func kindOf(a Action) string {
 	return "Prompt"
 }
 
+// principalKey is the context key of the authenticated principal handed to
+// handlers.
+type principalKey struct{}
+
+// PrincipalFromContext returns the principal MCPMiddleware authenticated
+// for the request whose handler received ctx, or nil. Handlers that keep
+// per-caller state (the gateway's per-user upstreams) key it by its ID.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
 // authorize is stages 3 and 4 (authorize, audit) around execution.
 func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c *caller, next mcp.MethodHandler) (mcp.Result, error) {
+	ctx = context.WithValue(ctx, principalKey{}, c.principal)
 	start := g.now()
 	rec := &Record{Time: start, Method: method, SessionID: sessionID(req)}
 	p := c.principal
@@ -388,6 +401,16 @@ func (g *Guard) execute(ctx context.Context, method string, req mcp.Request, nex
 func (g *Guard) finish(ctx context.Context, rec *Record, c *caller, start time.Time, res mcp.Result, err error) (mcp.Result, error) {
 	rec.Decision = Allowed
 	rec.Duration = g.now().Sub(start)
+	if err == errAuditNotReady {
+		// Refused before it ran; the record goes to the sink's reserve
+		// when it has one (a full disk), and is lost only if it has not.
+		rec.Decision, rec.Reason = Failed, "refused before running: the audit log is not ready"
+		if rerr := g.auditReady(); rerr != nil {
+			rec.Reason += " (" + rerr.Error() + ")"
+		}
+		g.record(ctx, rec, c)
+		return nil, err
+	}
 	if err != nil {
 		rec.Error = truncate(err.Error(), 512)
 	} else if ctr, ok := res.(*mcp.CallToolResult); ok && ctr.IsError {

@@ -46,6 +46,9 @@ type Guard struct {
 
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// live tracks the MCP sessions this process opened (SweepSessions).
+	live liveSessions
 }
 
 // JSON-RPC error codes mcpguard returns, in the implementation-defined

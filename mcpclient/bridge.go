@@ -57,13 +57,13 @@ func Bridge(ctx context.Context, local mcp.Transport, serverURL string, h *Handl
 	defer cancel()
 
 	b := &bridge{opts: opts, pending: map[jsonrpc.ID]string{}}
-	ht := &headerTransport{base: http.DefaultTransport, header: opts.Header, version: &b.version}
-	hc := &http.Client{Transport: ht}
+	ht := &headerTransport{base: http.DefaultTransport, header: opts.Header, version: &b.version, server: serverURL}
+	hc := &http.Client{Transport: ht, CheckRedirect: refuseCrossOrigin(serverURL)}
 	b.startListening = sync.OnceFunc(func() {
 		if v, _ := b.version.Load().(string); v >= "2026-07-28" {
 			return // that revision has no standalone stream
 		}
-		go b.listen(ctx, &http.Client{Transport: h.RoundTripper(ht)}, serverURL)
+		go b.listen(ctx, &http.Client{Transport: h.RoundTripper(ht), CheckRedirect: refuseCrossOrigin(serverURL)}, serverURL)
 	})
 	remote, err := (&mcp.StreamableClientTransport{Endpoint: serverURL, HTTPClient: hc, OAuthHandler: h, MaxRetries: 3}).Connect(ctx)
 	if err != nil {
@@ -254,17 +254,22 @@ func (b *bridge) filterTools(result json.RawMessage) json.RawMessage {
 	return out
 }
 
-// headerTransport adds the configured headers, and the negotiated
+// headerTransport adds the configured headers to requests to the server's
+// origin (never elsewhere: they may be credentials), and the negotiated
 // MCP-Protocol-Version when the go-sdk connection (used below the MCP
 // session layer here) has not set it.
 type headerTransport struct {
 	base    http.RoundTripper
 	header  http.Header
 	version *atomic.Value
+	server  string
 }
 
 func (t *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(req.Context())
+	if !sameOrigin(r.URL, t.server) {
+		return t.base.RoundTrip(r)
+	}
 	for k, vs := range t.header {
 		if http.CanonicalHeaderKey(k) == "Authorization" {
 			continue

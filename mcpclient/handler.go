@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpguard/mcpguard/internal/safehttp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
@@ -398,7 +401,7 @@ func (h *Handler) authorizeLocked(ctx context.Context, req *http.Request, resp *
 			return requested
 		},
 		RequestRefreshToken: true,
-		Client:              h.discoveryClient(),
+		Client:              h.discoveryClient(ctx),
 		NewTokenSource: func(_ context.Context, c *oauth2.Config, tok *oauth2.Token) (oauth2.TokenSource, error) {
 			got = &Record{
 				Server: h.cfg.ServerURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
@@ -461,6 +464,11 @@ func (h *Handler) browserStep(ctx context.Context, lb *loopback, authURL string)
 	u, err := url.Parse(authURL)
 	if err != nil {
 		return nil, fmt.Errorf("authorization URL: %w", err)
+	}
+	// Only a web page is handed to the browser opener: https, or http on
+	// this machine (go-sdk checks the same of the endpoint it was given).
+	if !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackName(u.Hostname())) || u.Host == "" {
+		return nil, fmt.Errorf("refusing to open the authorization URL: it must be https (or http on this machine), not %q", u.Scheme)
 	}
 	state := u.Query().Get("state")
 	if state == "" {
@@ -549,13 +557,43 @@ func isNoGrant(err error) bool {
 
 // discoveryClient returns the HTTP client for one authorization: the
 // configured one, with [legacyTransport] for 2025-03-26 servers.
-func (h *Handler) discoveryClient() *http.Client {
+//
+// Without a configured transport, discovery may reach only public
+// addresses (what go-sdk's own discovery client enforces, and which its
+// check cannot see through the legacy wrapper), unless the MCP server is
+// itself on a loopback or private address: a malicious server must not
+// make this machine fetch, or register at, internal URLs.
+func (h *Handler) discoveryClient(ctx context.Context) *http.Client {
 	c := *h.cfg.HTTPClient
+	u, _ := url.Parse(h.cfg.ServerURL)
 	base := c.Transport
 	if base == nil {
-		base = http.DefaultTransport
+		base = safehttp.NewTransport(safehttp.Options{AllowPrivate: nonPublicHost(ctx, u.Hostname()), Timeout: 30 * time.Second, MaxBodyBytes: 1 << 20})
 	}
-	u, _ := url.Parse(h.cfg.ServerURL)
 	c.Transport = &legacyTransport{base: base, origin: origin(u)}
 	return &c
+}
+
+// isLoopbackName reports whether host names this machine.
+func isLoopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// nonPublicHost reports whether host is, or resolves to, a loopback,
+// private or otherwise non-public address.
+func nonPublicHost(ctx context.Context, host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return !safehttp.IsPublic(ip)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	return err == nil && slices.ContainsFunc(addrs, func(a netip.Addr) bool { return !safehttp.IsPublic(a) })
 }

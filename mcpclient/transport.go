@@ -2,9 +2,12 @@ package mcpclient
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // maxReplayBody bounds the request body that [Handler.RoundTripper] keeps so
@@ -12,10 +15,12 @@ import (
 const maxReplayBody = 16 << 20
 
 // RoundTripper returns an http.RoundTripper that sends the stored access
-// token (refreshed before expiry) on every request through base
-// (http.DefaultTransport when nil), and on 401 or 403 insufficient_scope
-// runs [Handler.Authorize] (a refresh, another process's newer token, or —
-// when interactive — the browser sign-in) and resends the request once.
+// token (refreshed before expiry) on every request to the server's origin
+// through base (http.DefaultTransport when nil), and on 401 or 403
+// insufficient_scope from it runs [Handler.Authorize] (a refresh, another
+// process's newer token, or — when interactive — the browser sign-in) and
+// resends the request once. Requests to any other origin (a redirect to a
+// sign-on proxy, say) go out without the token.
 func (h *Handler) RoundTripper(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -29,6 +34,11 @@ type roundTripper struct {
 }
 
 func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !sameOrigin(req.URL, t.h.cfg.ServerURL) {
+		r := req.Clone(req.Context())
+		r.Header.Del("Authorization")
+		return t.base.RoundTrip(r)
+	}
 	var body []byte
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		b, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
@@ -84,4 +94,25 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	_, resp, err = send()
 	return resp, err
+}
+
+// sameOrigin reports whether u has the scheme, host and port of the server
+// URL: only such requests may carry the server's token or headers.
+func sameOrigin(u *url.URL, server string) bool {
+	s, err := url.Parse(server)
+	return err == nil && u != nil && strings.EqualFold(u.Scheme, s.Scheme) && strings.EqualFold(u.Host, s.Host)
+}
+
+// refuseCrossOrigin is an http.Client CheckRedirect that follows redirects
+// only within the server's origin (and at most 10 of them).
+func refuseCrossOrigin(server string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if !sameOrigin(req.URL, server) {
+			return fmt.Errorf("refused a redirect from the MCP server to another origin (%s://%s)", req.URL.Scheme, req.URL.Host)
+		}
+		return nil
+	}
 }

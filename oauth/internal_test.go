@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +13,18 @@ func TestSealer(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_800_000_000, 0)
-	v, err := k.seal(purposeTxn, txn{ID: "t1", CSRF: "c"}, now.Add(time.Minute))
+	// An ID long enough that random ciphertext cannot contain it by
+	// chance (a two-letter one did, in about 2% of runs).
+	const id = "transaction-id-visible-if-not-encrypted"
+	v, err := k.seal(purposeTxn, txn{ID: id, CSRF: "c"}, now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got txn
-	if err := k.open(purposeTxn, v, now, &got); err != nil || got.ID != "t1" {
+	if err := k.open(purposeTxn, v, now, &got); err != nil || got.ID != id {
 		t.Fatalf("open: %v %+v", err, got)
 	}
-	if strings.Contains(v, "t1") {
+	if strings.Contains(v, id) || strings.Contains(v, base64.RawURLEncoding.EncodeToString([]byte(`"` + id))[:20]) {
 		t.Fatal("the sealed value is not encrypted")
 	}
 	other, _ := newSealer([]byte("another key of thirty-two bytes!"))

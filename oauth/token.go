@@ -43,6 +43,9 @@ type grant struct {
 	// rotated is a refresh token the rotation already stored.
 	newFamily string
 	rotated   string
+	// x5t is the thumbprint of the client certificate of the token
+	// request's mutual-TLS connection (RFC 8705); "" when there was none.
+	x5t string
 }
 
 // tokenError is an RFC 6749 §5.2 error of the token endpoint.
@@ -132,6 +135,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, e.status, e.code, e.description)
 		return
 	}
+	if cert := guard.VerifiedClientCert(r); cert != nil {
+		// RFC 8705 §3: bind the access token to the certificate of the
+		// connection it was requested over.
+		g.x5t = guard.CertThumbprint(cert)
+	}
 	resp, jti, err := s.issue(r.Context(), g)
 	if err != nil {
 		s.logger.Error("oauth: issue token", "err", err)
@@ -142,6 +150,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	msg := gt + ": access token " + jti + " issued for " + resp.Scope
 	if resp.RefreshToken != "" {
 		msg += " with a refresh token"
+	}
+	if g.x5t != "" {
+		msg += ", bound to client certificate " + g.x5t
 	}
 	if s.audit(r, "oauth/token", g.subject, c.ID, guard.Allowed, msg) != nil {
 		// Not handed out, so not usable: take back what was stored.
@@ -237,6 +248,13 @@ func (s *Server) exchangeCode(r *http.Request, c *client) (*grant, *tokenError) 
 	return g, nil
 }
 
+// requestCertIs reports whether r's connection presented a verified
+// client certificate with thumbprint x5t.
+func requestCertIs(r *http.Request, x5t string) bool {
+	cert := guard.VerifiedClientCert(r)
+	return cert != nil && subtle.ConstantTimeCompare([]byte(guard.CertThumbprint(cert)), []byte(x5t)) == 1
+}
+
 // pkceMatches checks S256: BASE64URL(SHA256(verifier)) == challenge, in
 // constant time.
 func pkceMatches(verifier, challenge string) bool {
@@ -274,6 +292,9 @@ func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
 		return nil, errReuse(old.Subject)
 	case !now.Before(old.ExpiresAt):
 		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token has expired; sign in again", subject: old.Subject}
+	case old.CertThumbprint != "" && !requestCertIs(r, old.CertThumbprint):
+		// RFC 8705 §4: a bound refresh token needs its certificate too.
+		return nil, &tokenError{status: http.StatusBadRequest, code: "invalid_grant", description: "the refresh token is bound to a client certificate: present it over mutual TLS", subject: old.Subject}
 	}
 	// A narrower scope is allowed, a wider one is not. The new refresh
 	// token keeps the original scope (RFC 6749 §6).
@@ -302,6 +323,7 @@ func (s *Server) refresh(r *http.Request, c *client) (*grant, *tokenError) {
 	next := &store.RefreshToken{
 		Hash: digest(secret), FamilyID: old.FamilyID, ClientID: old.ClientID, Subject: old.Subject, Scopes: old.Scopes,
 		Resource: old.Resource, AuthTime: old.AuthTime, MFATime: old.MFATime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL),
+		CertThumbprint: old.CertThumbprint,
 	}
 	_, err = s.cfg.Store.RotateRefreshToken(ctx, digest(raw), next, now)
 	switch {
@@ -382,6 +404,14 @@ type accessClaims struct {
 	// private claim: auth_time is the sign-in, which a step-up does not
 	// repeat).
 	MFATime int64 `json:"mfa_time,omitempty"`
+	// Cnf binds the token to a client certificate (RFC 8705).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the "cnf" claim of a certificate-bound token (RFC 8705
+// §3.1).
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
 }
 
 // issue signs an access token for g and, for a new family, stores a
@@ -401,6 +431,9 @@ func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, e
 	}
 	if claims.Roles == nil {
 		claims.Roles = []string{}
+	}
+	if g.x5t != "" {
+		claims.Cnf = &confirmation{X5tS256: g.x5t}
 	}
 	if !g.authTime.IsZero() {
 		claims.AuthTime = g.authTime.Unix()
@@ -425,7 +458,8 @@ func (s *Server) issue(ctx context.Context, g *grant) (*tokenResponse, string, e
 	case g.newFamily != "":
 		secret := randomToken(32)
 		rt := &store.RefreshToken{Hash: digest(secret), FamilyID: g.newFamily, ClientID: g.clientID, Subject: g.subject,
-			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)}
+			Scopes: g.scopes, Resource: g.resource, AuthTime: g.authTime, MFATime: g.mfaTime, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL),
+			CertThumbprint: g.x5t}
 		if err := s.cfg.Store.CreateRefreshToken(ctx, rt); err != nil {
 			return nil, "", err
 		}

@@ -37,9 +37,12 @@ type Options struct {
 	// the tags its resource entity carries. Every matching entry adds
 	// its tags.
 	Tags map[string][]string
-	// Upstream returns the upstream server a tool, resource or prompt
-	// comes from, or "" for mcpguard's own. Nil means none has one.
-	Upstream func(name string) string
+	// Upstream returns the upstream server that serves an item, or "" for
+	// mcpguard's own: kind is "tool", "prompt" or "resource", name the
+	// tool or prompt name or the resource URI (proxy.Gateway.Owner). It
+	// may change as upstreams come and go; it is asked on every decision
+	// that reads the resource. Nil means no item has one.
+	Upstream func(kind, name string) string
 	// Location is the time zone of context.time; nil means UTC.
 	Location *time.Location
 }
@@ -53,10 +56,12 @@ type Engine struct {
 	rbac     *authz.RBAC
 	roles    map[types.EntityUID]types.Entity
 	tags     []tagRule
-	upstream func(string) string
+	upstream func(kind, name string) string
 	loc      *time.Location
 	// resources caches resource entities.
 	resources *resourceCache
+	// clock caches context.time.
+	clock *clockCache
 }
 
 // compiled is one policy with what explaining its decisions takes.
@@ -112,6 +117,7 @@ func New(opts Options) (*Engine, error) {
 		upstream:  opts.Upstream,
 		loc:       opts.Location,
 		resources: &resourceCache{},
+		clock:     &clockCache{},
 	}
 	if e.loc == nil {
 		e.loc = time.UTC
@@ -187,7 +193,7 @@ func fromFile(file string, p *cedar.Policy) (*compiled, error) {
 }
 
 func (e *Engine) add(c *compiled) error {
-	c.uses, c.argKeys = contextFieldsOf(c.policy)
+	c.uses, c.argKeys = reads(c.ast)
 	if prev, ok := e.byID[c.id]; ok {
 		return fmt.Errorf("%s: policy id %q is already used by the policy at %s", position(c), c.id, position(prev))
 	}
@@ -356,13 +362,13 @@ func (e *Engine) explain(r *request, out outcome) guard.Decision {
 		c := out.determining[0]
 		reason := c.reason
 		if reason == "" {
-			reason = "policy " + c.id + " permits " + r.permission
+			reason = "policy " + c.id + " permits " + r.action.Permission()
 		}
 		return guard.Decision{Allowed: true, Reason: reason, Policies: ids}
 	}
 	if len(out.determining) == 0 {
 		return guard.Decision{
-			Reason:        "no policy permits " + r.permission,
+			Reason:        "no policy permits " + r.action.Permission(),
 			RequiredRoles: e.rolesThatPermit(r),
 			Policies:      []string{"default-deny"},
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func newSeedEngine(t testing.TB) *Engine {
 		RBAC:  seedRBAC,
 		Files: []File{{Name: "seed.cedar", Data: []byte(seedPolicies)}},
 		Tags:  map[string][]string{"github__get_*": {"read-only"}, "github__list_*": {"read-only"}},
-		Upstream: func(name string) string {
+		Upstream: func(_, name string) string {
 			if up, _, ok := strings.Cut(name, "__"); ok {
 				return up
 			}
@@ -265,5 +266,126 @@ when { context.arguments.schema != "analytics" };`)}}})
 	// The list shows execute_sql: some arguments are allowed.
 	if d := e.Authorize(context.Background(), dev, guard.Action{Method: "tools/call", Target: "execute_sql", Listing: true}); !d.Allowed {
 		t.Fatalf("execute_sql hidden from the list: %s", d.Reason)
+	}
+}
+
+// TestReadsEveryWayOfNaming covers what a policy may read without the
+// plain `context.arguments.x` spelling: argument names that Cedar escapes,
+// and principal attributes read through an expression. Each must reach the
+// policy, or a forbid guarded by `has` would be skipped.
+func TestReadsEveryWayOfNaming(t *testing.T) {
+	dev := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"admin"}}
+	for _, tc := range []struct{ name, policy, args string }{
+		{"apostrophe", `forbid(principal, action, resource == Tool::"t") when { context.arguments has "it's" };`, `{"it's":1}`},
+		{"NUL", `forbid(principal, action, resource == Tool::"t") when { context.arguments has "a\0b" };`, `{"a\u0000b":1}`},
+		{"combining mark", `forbid(principal, action, resource == Tool::"t") when { context.arguments has "\u{301}x" };`, `{"\u0301x":1}`},
+		{"zero-width space", `forbid(principal, action, resource == Tool::"t") when { context.sizes has "zw\u{200b}j" };`, `{"zw\u200bj":"abc"}`},
+		{"principal through if", `forbid(principal, action, resource == Tool::"t") when { (if true then principal else principal) has subject && (if true then principal else principal).subject == "dan" };`, `{}`},
+		{"whole arguments record", `forbid(principal, action, resource == Tool::"t") when { context.arguments != {} };`, `{"x":1}`},
+		{"whole context", `forbid(principal, action, resource == Tool::"t") when { context has arguments && context != {} };`, `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "r.cedar", Data: []byte(tc.policy)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := e.Authorize(context.Background(), dev, call("t", tc.args, weekdayNoon, "127.0.0.1")); d.Allowed {
+				t.Fatalf("the forbid was skipped: %+v", d)
+			}
+		})
+	}
+}
+
+// TestDecimalsAreExact checks that an argument that is not exactly a Cedar
+// decimal cannot pass a limit by rounding.
+func TestDecimalsAreExact(t *testing.T) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "d.cedar", Data: []byte(
+		`forbid(principal, action, resource == Tool::"pay") unless { context.arguments has n && context.arguments.n.lessThanOrEqual(decimal("100.0")) };`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &guard.Principal{Subject: "ann", Method: guard.MethodAPIKey, Roles: []string{"admin"}}
+	for args, want := range map[string]bool{`{"n":99.5}`: true, `{"n":100.0}`: true, `{"n":100.00001}`: false, `{"n":1e2}`: false, `{"n":100.0001}`: false} {
+		if got := e.Authorize(context.Background(), admin, call("pay", args, weekdayNoon, "")).Allowed; got != want {
+			t.Errorf("%s: allowed = %v, want %v", args, got, want)
+		}
+	}
+}
+
+// TestListWithErrorsLeftByPartialEvaluation checks lists against calls
+// when a condition errors after the arguments are known or not: under &&
+// it can never hold (hidden), under || it still can (listed).
+func TestListWithErrorsLeftByPartialEvaluation(t *testing.T) {
+	nobody := &guard.Principal{Subject: "n", Method: guard.MethodAPIKey}
+	for _, tc := range []struct {
+		policy, args string
+		listed       bool
+	}{
+		{`permit(principal, action, resource == Tool::"u") when { context.arguments has x && principal.nosuch == 1 };`, `{"x":1}`, false},
+		{`permit(principal, action, resource == Tool::"u") when { context.arguments has x || principal.nosuch == 1 };`, `{"x":1}`, true},
+		{`permit(principal, action, resource == Tool::"u") unless { principal.nosuch == 1 || context.arguments has x };`, `{}`, false},
+	} {
+		e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "l.cedar", Data: []byte(tc.policy)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := e.Authorize(context.Background(), nobody, guard.Action{Method: "tools/call", Target: "u", Listing: true}).Allowed
+		called := e.Authorize(context.Background(), nobody, call("u", tc.args, weekdayNoon, "")).Allowed
+		if listed != tc.listed || called != tc.listed {
+			t.Errorf("%s: listed %v, call with %s allowed %v; want both %v", tc.policy, listed, tc.args, called, tc.listed)
+		}
+	}
+}
+
+// TestArgumentsThatReadTwoWaysFailClosed checks arguments that a tool and
+// a policy could read differently: a name given twice (at any depth), or
+// arguments that are not one object. Policies that read arguments then
+// fail: a guarded forbid denies, a permit does not apply.
+func TestArgumentsThatReadTwoWaysFailClosed(t *testing.T) {
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "a.cedar", Data: []byte(`
+@id("analytics") forbid(principal, action, resource == Tool::"execute_sql")
+unless { context.arguments has schema && context.arguments.schema == "analytics" };`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &guard.Principal{Subject: "dan", Method: guard.MethodAPIKey, Roles: []string{"developer"}}
+	for args, want := range map[string]bool{
+		`{"schema":"analytics"}`:                             true,
+		`{"schema":"billing","schema":"analytics"}`:          false,
+		`{"schema":"analytics","opts":{"a":1,"a":2}}`:        false,
+		`{"schema":"analytics","x":[{"k":1},{"k":1,"k":2}]}`: false,
+		`["schema","analytics"]`:                             false,
+	} {
+		if got := e.Authorize(context.Background(), dev, call("execute_sql", args, weekdayNoon, "")).Allowed; got != want {
+			t.Errorf("%s: allowed = %v, want %v", args, got, want)
+		}
+	}
+}
+
+// TestUpstreamAsked checks that an item's upstream is asked on every
+// decision: a name first seen unserved, then served by an upstream, is
+// governed by the upstream's policies from then on (a cached entity would
+// have kept it out of a forbid on the upstream).
+func TestUpstreamAsked(t *testing.T) {
+	var owner atomic.Value
+	owner.Store("")
+	e, err := New(Options{RBAC: seedRBAC, Files: []File{{Name: "u.cedar", Data: []byte(
+		`@id("no-github") forbid(principal, action, resource in Upstream::"github");`)}},
+		Upstream: func(kind, name string) string {
+			if kind == "tool" && name == "gh_new" {
+				return owner.Load().(string)
+			}
+			return ""
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &guard.Principal{Subject: "ann", Method: guard.MethodAPIKey, Roles: []string{"admin"}}
+	if d := e.Authorize(context.Background(), admin, call("gh_new", "", weekdayNoon, "127.0.0.1")); !d.Allowed {
+		t.Fatalf("before the upstream serves it: %+v", d)
+	}
+	owner.Store("github")
+	if d := e.Authorize(context.Background(), admin, call("gh_new", "", weekdayNoon, "127.0.0.1")); d.Allowed || d.Policies[0] != "no-github" {
+		t.Fatalf("once github serves it: %+v", d)
 	}
 }

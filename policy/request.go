@@ -3,18 +3,17 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"math"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	xeval "github.com/cedar-policy/cedar-go/x/exp/eval"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 )
@@ -31,15 +30,15 @@ const maxDepth = 16
 // is the cedar.EntityGetter of its own evaluation, and builds the
 // principal and resource entities only when a policy asks for them.
 type request struct {
-	e          *Engine
-	principal  *guard.Principal
-	held       []string
-	permission string
-	target     string
-	req        cedar.Request
-	cands      *candidates
-	uses       ctxFields
-	now        time.Time
+	e         *Engine
+	principal *guard.Principal
+	held      []string
+	action    guard.Action
+	target    string
+	req       cedar.Request
+	cands     *candidates
+	uses      ctxFields
+	now       time.Time
 
 	pEnt, rEnt     types.Entity
 	pBuilt, rBuilt bool
@@ -80,7 +79,7 @@ func (e *Engine) request(p *guard.Principal, a guard.Action) (*request, bool) {
 	default:
 		return nil, false
 	}
-	r := &request{e: e, principal: p, held: e.rbac.Roles(p), permission: a.Permission(), target: a.Target, now: time.Now()}
+	r := &request{e: e, principal: p, held: e.rbac.Roles(p), action: a, target: a.Target, now: time.Now()}
 	if a.Request != nil && !a.Request.Time.IsZero() {
 		r.now = a.Request.Time
 	}
@@ -90,7 +89,7 @@ func (e *Engine) request(p *guard.Principal, a guard.Action) (*request, bool) {
 	r.cands = e.idx.candidates(r.req.Action, r.req.Resource)
 	var argKeys []string
 	r.uses, argKeys = r.cands.uses()
-	r.req.Context = e.context(p, a, r.permission, r.now, r.uses, argKeys)
+	r.req.Context = e.context(p, a, r.now, r.uses, argKeys)
 	return r, true
 }
 
@@ -149,8 +148,10 @@ func (e *Engine) principalEntity(uid types.EntityUID, p *guard.Principal, held [
 }
 
 // resourceCache remembers resource entities, which depend only on the
-// resource's name and the Engine: a bounded number of them, since names
-// come from callers.
+// resource's name, the Engine and the item's upstream: a bounded number of
+// them, since names come from callers. The upstream is asked again on
+// every lookup (an upstream may start serving a name after it was first
+// seen), and an entity cached for another upstream is rebuilt.
 type resourceCache struct {
 	m sync.Map // types.EntityUID -> types.Entity
 	n atomic.Int64
@@ -160,27 +161,47 @@ type resourceCache struct {
 const maxCachedResources = 4096
 
 func (c *resourceCache) entity(e *Engine, uid types.EntityUID) types.Entity {
+	upstream := e.upstreamOf(uid)
 	if v, ok := c.m.Load(uid); ok {
-		return v.(types.Entity)
+		if ent := v.(types.Entity); cachedUpstream(ent) == upstream {
+			return ent
+		}
 	}
-	ent := e.resourceEntity(uid)
-	if c.n.Add(1) <= maxCachedResources {
+	ent := e.resourceEntity(uid, upstream)
+	if _, ok := c.m.Load(uid); ok || c.n.Add(1) <= maxCachedResources {
 		c.m.Store(uid, ent)
 	}
 	return ent
 }
 
-func (e *Engine) resourceEntity(uid types.EntityUID) types.Entity {
+func cachedUpstream(ent types.Entity) string {
+	v, _ := ent.Attributes.Get("upstream")
+	s, _ := v.(types.String)
+	return string(s)
+}
+
+// upstreamOf asks Options.Upstream who serves the resource.
+func (e *Engine) upstreamOf(uid types.EntityUID) string {
+	if e.upstream == nil {
+		return ""
+	}
+	kind := "resource"
+	switch uid.Type {
+	case typeTool:
+		kind = "tool"
+	case typePrompt:
+		kind = "prompt"
+	}
+	return e.upstream(kind, string(uid.ID))
+}
+
+func (e *Engine) resourceEntity(uid types.EntityUID, upstream string) types.Entity {
 	name := string(uid.ID)
 	var tags []string
 	for _, t := range e.tags {
 		if authz.Match(t.pattern, name) {
 			tags = appendNew(tags, t.tags...)
 		}
-	}
-	upstream := ""
-	if e.upstream != nil {
-		upstream = e.upstream(name)
 	}
 	requirement := ""
 	if uid.Type == typeTool {
@@ -223,74 +244,109 @@ const (
 	useAllArguments
 )
 
-// argRef finds the arguments a policy's canonical text reads by name.
-var argRef = regexp.MustCompile(`context\.(?:arguments|sizes)(?:\.([A-Za-z_][A-Za-z0-9_]*)| has ([A-Za-z_][A-Za-z0-9_]*)| has "((?:[^"\\]|\\.)*)"|\["((?:[^"\\]|\\.)*)"\])`)
-
 var contextNames = []string{"arguments", "sizes", "now", "time", "ip", "transport", "protocol_version", "permission", "credential_grants"}
 
-// contextFieldsOf returns the context attributes p may read: those its
-// canonical text names (context.x, context has x, context["x"]), or all of
-// them when it uses the context record as a whole. A superset costs only
-// time; a missing attribute would deny, never allow.
-func contextFieldsOf(p *cedar.Policy) (ctxFields, []string) {
-	text := string(p.MarshalCedar())
-	rest := strings.ReplaceAll(text, "context.", "")
-	rest = strings.ReplaceAll(rest, "context has ", "")
-	rest = strings.ReplaceAll(rest, "context[", "")
-	if strings.Contains(rest, "context") {
-		return ^ctxFields(0), nil
-	}
-	var u ctxFields
-	if strings.Contains(text, "principal.") || strings.Contains(text, "principal has") || strings.Contains(text, "principal[") {
-		u |= usePrincipalAttrs
-	}
-	for i, name := range contextNames {
-		if strings.Contains(text, "context."+name) || strings.Contains(text, "context has "+name) || strings.Contains(text, `context["`+name+`"]`) {
-			u |= 1 << i
-		}
-	}
-	if u&(useArguments|useSizes) == 0 {
-		return u, nil
-	}
-	var keys []string
-	for _, m := range argRef.FindAllStringSubmatch(text, -1) {
-		for _, k := range m[1:] {
-			if k != "" {
-				if uq, err := strconv.Unquote(`"` + k + `"`); err == nil {
-					k = uq
-				}
-				if !slices.Contains(keys, k) {
-					keys = append(keys, k)
-				}
+// reads finds what a policy reads, by walking its parsed conditions: the
+// context attributes it names, the arguments (and sizes) it names, and
+// whether it may read an attribute of the principal. Whatever it cannot
+// pin down counts as read in full (the whole context, every argument, the
+// principal's attributes): a superset costs only time, while a missing
+// attribute could disable a forbid guarded by `has`.
+func reads(p *xast.Policy) (uses ctxFields, argKeys []string) {
+	field := func(name types.String) ctxFields {
+		for i, n := range contextNames {
+			if types.String(n) == name {
+				return 1 << i
 			}
 		}
+		return 0
 	}
-	if strings.Contains(argRef.ReplaceAllString(text, ""), "context.arguments") || strings.Contains(argRef.ReplaceAllString(text, ""), "context.sizes") {
-		u |= useAllArguments
+	isVar := func(n xast.IsNode, name types.String) bool {
+		v, ok := n.(xast.NodeTypeVariable)
+		return ok && v.Name == name
 	}
-	return u, keys
+	// argRecord reports whether n is context.arguments or context.sizes.
+	argRecord := func(n xast.IsNode) bool {
+		a, ok := n.(xast.NodeTypeAccess)
+		return ok && isVar(a.Arg, "context") && (a.Value == "arguments" || a.Value == "sizes")
+	}
+	// base follows attribute accesses down to what they start from.
+	base := func(n xast.IsNode) xast.IsNode {
+		for {
+			a, ok := n.(xast.NodeTypeAccess)
+			if !ok {
+				return n
+			}
+			n = a.Arg
+		}
+	}
+	var contextVars, contextReads, argRecords, argReads int
+	attrOf := func(arg xast.IsNode, name types.String) {
+		switch {
+		case isVar(arg, "context"):
+			contextReads++
+			uses |= field(name)
+		case argRecord(arg):
+			argReads++
+			if !slices.Contains(argKeys, string(name)) {
+				argKeys = append(argKeys, string(name))
+			}
+		}
+		if b := base(arg); !isVar(b, "context") && !isVar(b, "resource") {
+			uses |= usePrincipalAttrs // the principal, or something that may be it
+		}
+	}
+	for _, cond := range p.Conditions {
+		xast.Inspect(xast.NewNode(cond.Body), func(n xast.IsNode) bool {
+			switch n := n.(type) {
+			case xast.NodeTypeVariable:
+				if n.Name == "context" {
+					contextVars++
+				}
+			case xast.NodeTypeAccess:
+				if argRecord(n) {
+					argRecords++
+				}
+				attrOf(n.Arg, n.Value)
+			case xast.NodeTypeHas:
+				attrOf(n.Arg, n.Value)
+			case xast.NodeTypeGetTag:
+				attrOf(n.Left, "")
+			case xast.NodeTypeHasTag:
+				attrOf(n.Left, "")
+			}
+			return true
+		})
+	}
+	if contextVars > contextReads {
+		return ^ctxFields(0), nil // the context record used as a whole
+	}
+	if argRecords > argReads {
+		uses |= useAllArguments // context.arguments used as a whole
+	}
+	if uses&(useArguments|useSizes) != 0 {
+		uses |= useArguments | useSizes
+	}
+	return uses, argKeys
 }
 
 // context builds the context attributes in uses.
-func (e *Engine) context(p *guard.Principal, a guard.Action, perm string, now time.Time, uses ctxFields, argKeys []string) types.Record {
+func (e *Engine) context(p *guard.Principal, a guard.Action, now time.Time, uses ctxFields, argKeys []string) types.Record {
 	m := make(types.RecordMap, 4)
-	if uses&usePermission != 0 {
-		m["permission"] = types.String(perm)
-	}
-	if uses&useCredentialGrants != 0 {
-		m["credential_grants"] = types.Boolean(slices.ContainsFunc(p.Permissions, func(pat string) bool { return authz.Match(pat, perm) }))
+	if uses&(usePermission|useCredentialGrants) != 0 {
+		perm := a.Permission()
+		if uses&usePermission != 0 {
+			m["permission"] = types.String(perm)
+		}
+		if uses&useCredentialGrants != 0 {
+			m["credential_grants"] = types.Boolean(len(p.Permissions) > 0 && slices.ContainsFunc(p.Permissions, func(pat string) bool { return authz.Match(pat, perm) }))
+		}
 	}
 	if uses&useNow != 0 {
 		m["now"] = types.NewDatetime(now)
 	}
 	if uses&useTime != 0 {
-		local := now.In(e.loc)
-		m["time"] = types.NewRecord(types.RecordMap{
-			"hour":    types.Long(local.Hour()),
-			"minute":  types.Long(local.Minute()),
-			"weekday": types.Long(local.Weekday()),
-			"date":    types.String(local.Format(time.DateOnly)),
-		})
+		m["time"] = e.clock.record(now, e.loc)
 	}
 	if info := a.Request; info != nil {
 		if uses&useTransport != 0 {
@@ -314,33 +370,49 @@ func (e *Engine) context(p *guard.Principal, a guard.Action, perm string, now ti
 		if uses&useAllArguments != 0 {
 			argKeys = nil
 		}
-		m["arguments"], m["sizes"] = arguments(a.Arguments, argKeys)
+		if args, sizes, ok := arguments(a.Arguments, argKeys); ok {
+			m["arguments"], m["sizes"] = args, sizes
+		}
 	}
 	return types.NewRecord(m)
 }
 
 // arguments converts a tools/call's JSON arguments to a Cedar record, and
 // the sizes of its top-level values. With keys, only those arguments are
-// converted (the ones the policies read); nil keys means all.
-func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record) {
-	var obj map[string]json.RawMessage
-	if len(raw) == 0 || json.Unmarshal(raw, &obj) != nil {
-		return types.NewRecord(nil), types.NewRecord(nil)
+// converted (the ones the policies read); nil keys means all. ok is false
+// for arguments that are not one JSON object, or that repeat a name at
+// any depth (which reader would see which value?): the context then has
+// no arguments at all, so that every policy reading them fails, closed.
+func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record, ok bool) {
+	if len(raw) == 0 {
+		return types.NewRecord(nil), types.NewRecord(nil), true
 	}
-	n := len(obj)
-	if keys != nil {
-		n = len(keys)
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return types.Record{}, types.Record{}, false
 	}
-	am, sm := make(types.RecordMap, n), make(types.RecordMap, n)
-	for k, v := range obj {
+	am, sm := types.RecordMap{}, types.RecordMap{}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return types.Record{}, types.Record{}, false
+		}
+		k := tok.String()
 		if keys != nil && !slices.Contains(keys, k) {
+			if dec.SkipValue() != nil {
+				return types.Record{}, types.Record{}, false
+			}
 			continue
 		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			return types.Record{}, types.Record{}, false
+		}
 		var x any
-		d := json.NewDecoder(bytes.NewReader(v))
-		d.UseNumber()
-		if d.Decode(&x) != nil {
-			continue
+		jd := json.NewDecoder(bytes.NewReader(v))
+		jd.UseNumber()
+		if jd.Decode(&x) != nil {
+			return types.Record{}, types.Record{}, false
 		}
 		if cv, ok := toCedar(x, 0); ok {
 			am[types.String(k)] = cv
@@ -354,7 +426,10 @@ func arguments(raw json.RawMessage, keys []string) (args, sizes types.Record) {
 			sm[types.String(k)] = types.Long(len(t))
 		}
 	}
-	return types.NewRecord(am), types.NewRecord(sm)
+	if _, err := dec.ReadToken(); err != nil {
+		return types.Record{}, types.Record{}, false
+	}
+	return types.NewRecord(am), types.NewRecord(sm), true
 }
 
 // toCedar converts a decoded JSON value; ok is false for null and for
@@ -372,10 +447,12 @@ func toCedar(x any, depth int) (types.Value, bool) {
 		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
 			return types.Long(i), true
 		}
-		if f, err := t.Float64(); err == nil && !math.IsInf(f, 0) {
-			if d, err := types.NewDecimalFromFloat(f); err == nil {
-				return d, true
-			}
+		// Only a number written exactly as a Cedar decimal (at most four
+		// fractional digits, no exponent) becomes one: rounding 100.00001
+		// down to 100.0 would let it pass a limit of 100. Anything else
+		// is a String, which fails closed in a numeric comparison.
+		if d, err := types.ParseDecimal(string(t)); err == nil {
+			return d, true
 		}
 		return types.String(t), true
 	case []any:
@@ -412,11 +489,16 @@ func (e *Engine) list(r *request) guard.Decision {
 			if !keep {
 				continue
 			}
+			// failed: a condition fails whatever the arguments (for a
+			// forbid, the error itself is what applies it; for a permit,
+			// one that can never hold). open: a condition depends on them.
 			failed, open := false, false
 			for _, cond := range residual.Conditions {
-				if _, isErr := xeval.ToPartialError(cond.Body); isErr {
+				_, isErr := xeval.ToPartialError(cond.Body)
+				switch {
+				case isErr, !c.forbid && !mayHold(cond.Body, bool(cond.Condition)):
 					failed = true
-				} else {
+				default:
 					open = true
 				}
 			}
@@ -433,8 +515,65 @@ func (e *Engine) list(r *request) guard.Decision {
 		return e.explain(r, out)
 	}
 	if len(permits) == 0 {
-		return guard.Decision{Reason: "no policy permits " + r.permission, Policies: []string{"default-deny"}}
+		return guard.Decision{Reason: "no policy permits " + r.action.Permission(), Policies: []string{"default-deny"}}
 	}
 	out.allowed, out.determining = true, permits
 	return e.explain(r, out)
+}
+
+// mayHold reports whether a residual condition left by partial evaluation
+// can still come out as want (true for `when`, false for `unless`) for
+// some arguments: errors the evaluation left under && and || (and in an
+// if's test) make it fail instead, as Cedar's short-circuiting would. For
+// any other expression it answers yes, which can only list an item that
+// every call then refuses, never hide one that a call could use.
+func mayHold(n xast.IsNode, want bool) bool {
+	if _, isErr := xeval.ToPartialError(n); isErr {
+		return false
+	}
+	isErr := func(n xast.IsNode) bool { _, e := xeval.ToPartialError(n); return e }
+	switch n := n.(type) {
+	case xast.NodeTypeAnd:
+		if want {
+			return mayHold(n.Left, true) && mayHold(n.Right, true)
+		}
+		return !isErr(n.Left) && (mayHold(n.Left, false) || mayHold(n.Right, false))
+	case xast.NodeTypeOr:
+		if want {
+			return !isErr(n.Left) && (mayHold(n.Left, true) || mayHold(n.Right, true))
+		}
+		return mayHold(n.Left, false) && mayHold(n.Right, false)
+	case xast.NodeTypeNot:
+		return mayHold(n.Arg, !want)
+	case xast.NodeTypeIfThenElse:
+		return !isErr(n.If) && (mayHold(n.Then, want) || mayHold(n.Else, want))
+	}
+	return true
+}
+
+// clockCache keeps the context.time record of the current minute, which
+// every request in that minute shares.
+type clockCache struct {
+	cur atomic.Pointer[clockEntry]
+}
+
+type clockEntry struct {
+	minute int64 // unix minutes
+	rec    types.Record
+}
+
+func (c *clockCache) record(now time.Time, loc *time.Location) types.Record {
+	minute := now.Unix() / 60
+	if e := c.cur.Load(); e != nil && e.minute == minute {
+		return e.rec
+	}
+	local := now.In(loc)
+	rec := types.NewRecord(types.RecordMap{
+		"hour":    types.Long(local.Hour()),
+		"minute":  types.Long(local.Minute()),
+		"weekday": types.Long(local.Weekday()),
+		"date":    types.String(local.Format(time.DateOnly)),
+	})
+	c.cur.Store(&clockEntry{minute: minute, rec: rec})
+	return rec
 }

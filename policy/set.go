@@ -15,38 +15,42 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/guard"
+	"github.com/mcpguard/mcpguard/internal/fsx"
 )
 
 // maxPolicyBytes bounds one policy file.
 const maxPolicyBytes = 16 << 20
 
 // ReadDir reads every *.cedar file of dir, sorted by name. A missing
-// directory is an error wrapping fs.ErrNotExist.
+// directory is an error wrapping fs.ErrNotExist; so is anything that is
+// not a regular file, or a file larger than 16 MiB (read through a limit,
+// whatever its size says).
 func ReadDir(dir string) ([]File, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("policy directory: %w", err)
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.cedar"))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("policy directory: %w", err)
-	}
 	sort.Strings(names)
 	files := make([]File, 0, len(names))
 	for _, name := range names {
-		fi, err := os.Stat(name)
-		if err != nil {
-			return nil, err
-		}
-		if fi.Size() > maxPolicyBytes {
-			return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyBytes)
-		}
-		data, err := os.ReadFile(name)
+		data, err := readPolicyFile(name)
 		if err != nil {
 			return nil, err
 		}
 		files = append(files, File{Name: name, Data: data})
 	}
 	return files, nil
+}
+
+func readPolicyFile(name string) ([]byte, error) {
+	data, err := fsx.ReadRegular(name, maxPolicyBytes, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return data, nil
 }
 
 // Set is the policy set in force: an Engine that Reload replaces
@@ -92,11 +96,21 @@ func (s *Set) Authorize(ctx context.Context, p *guard.Principal, a guard.Action)
 func (s *Set) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	opts, digest, err := s.scan()
+	if err != nil {
+		return err
+	}
+	return s.apply(opts, digest)
+}
+
+// scan reads the files and returns the options with them, and a digest of
+// names and contents.
+func (s *Set) scan() (Options, [32]byte, error) {
 	opts := s.opts
 	if s.dir != "" {
 		files, err := ReadDir(s.dir)
 		if err != nil {
-			return err
+			return opts, [32]byte{}, err
 		}
 		opts.Files = append(append([]File(nil), opts.Files...), files...)
 	}
@@ -107,7 +121,13 @@ func (s *Set) Reload() error {
 	}
 	var digest [32]byte
 	h.Sum(digest[:0])
-	if s.cur.Load() != nil && digest == s.digest {
+	return opts, digest, nil
+}
+
+// apply compiles opts and puts them in force, unless they are the set in
+// force already.
+func (s *Set) apply(opts Options, digest [32]byte) error {
+	if s.cur.Load() != nil && digest == s.digest { // ct:public: digests of the policy files
 		return nil
 	}
 	e, err := New(opts)
@@ -120,9 +140,12 @@ func (s *Set) Reload() error {
 	return nil
 }
 
-// Watch reloads the set every interval when the files changed, until ctx
-// ends; a file that does not compile is logged and the set in force kept.
-// SIGHUP handling is the program's: call Reload.
+// Watch reloads the set when its files changed, until ctx ends. A change
+// is put in force once two scans an interval apart read the same files,
+// so that a file caught half-written, or one of several files changed
+// together, is never in force alone. A set that does not compile is
+// logged and the set in force kept. SIGHUP handling is the program's:
+// call Reload.
 func (s *Set) Watch(ctx context.Context, interval time.Duration) {
 	if s.dir == "" || interval <= 0 {
 		return
@@ -130,27 +153,47 @@ func (s *Set) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string
+	var pending [32]byte
+	report := func(err error) {
+		if err.Error() == lastErr {
+			return
+		}
+		lastErr = err.Error()
+		s.logger().Error("policies not reloaded; the previous set stays in force", "err", err)
+		if s.OnError != nil {
+			s.OnError(err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		before := s.loaded.Load()
-		err := s.Reload()
+		s.mu.Lock()
+		opts, digest, err := s.scan()
 		switch {
-		case err != nil && err.Error() != lastErr:
-			lastErr = err.Error()
-			s.logger().Error("policies not reloaded; the previous set stays in force", "err", err)
-			if s.OnError != nil {
-				s.OnError(err)
-			}
-		case err == nil && s.loaded.Load() != before:
-			lastErr = ""
-			s.logger().Info("policies reloaded", "policies", s.Engine().Len())
-		case err == nil:
-			lastErr = ""
+		case err != nil:
+			s.mu.Unlock()
+			report(err)
+			continue
+		case digest == s.digest: // ct:public: digests of the policy files
+			s.mu.Unlock()
+			lastErr, pending = "", digest
+			continue
+		case digest != pending: // ct:public: digests of the policy files
+			s.mu.Unlock()
+			pending = digest // changed: wait until the files hold still
+			continue
 		}
+		err = s.apply(opts, digest)
+		s.mu.Unlock()
+		if err != nil {
+			report(err)
+			continue
+		}
+		lastErr = ""
+		s.logger().Info("policies reloaded", "policies", s.Engine().Len())
 	}
 }
 

@@ -119,6 +119,10 @@ type RefreshToken struct {
 	UsedAt time.Time
 	// RevokedAt is when the token's family was revoked; zero if it was not.
 	RevokedAt time.Time
+	// CertThumbprint, when set, binds the token to the client certificate
+	// with this RFC 8705 "x5t#S256" thumbprint: it may only be redeemed
+	// over a connection presenting that certificate.
+	CertThumbprint string
 }
 
 // SigningKey is a private key the authorization server signs access tokens

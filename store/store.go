@@ -67,6 +67,9 @@ func (k *APIKey) Expired(now time.Time) bool {
 type Store interface {
 	OAuthStore
 	SecretStore
+	ToolPinStore
+	UpstreamStatusStore
+	SessionStore
 
 	// CreateAPIKey stores a new key; ErrExists if its ID is taken.
 	CreateAPIKey(ctx context.Context, k *APIKey) error

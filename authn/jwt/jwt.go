@@ -607,8 +607,22 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 			}
 		}
 	}
-	p.AuthTime = unixClaim(raw["auth_time"])
-	p.MFATime = unixClaim(raw["mfa_time"])
+	// Authentication times from the future (beyond the leeway) are
+	// ignored: they would read as a second factor passed just now for as
+	// long as the token lives.
+	latest := tv.at.Add(a.leeway)
+	past := func(t time.Time) time.Time {
+		if t.After(latest) {
+			return time.Time{}
+		}
+		return t
+	}
+	p.AuthTime = past(unixClaim(raw["auth_time"]))
+	if a.method == guard.MethodOAuth {
+		// mfa_time is the private claim of mcpguard's own authorization
+		// server, the only issuer trusted to set it.
+		p.MFATime = past(unixClaim(raw["mfa_time"]))
+	}
 	if p.MFATime.IsZero() && slices.ContainsFunc(stringList(raw["amr"]), isSecondFactor) {
 		p.MFATime = p.AuthTime
 	}
@@ -617,6 +631,22 @@ func (a *Authenticator) principal(ctx context.Context, payload []byte) (*guard.P
 			p.Scopes = stringList(v)
 			break
 		}
+	}
+	if v, ok := raw["cnf"]; ok {
+		// RFC 8705 §3.1: a certificate-bound token; guard.HTTPMiddleware
+		// refuses it without that certificate.
+		var cnf struct {
+			X5tS256 string `json:"x5t#S256"`
+		}
+		if err := json.Unmarshal(v, &cnf); err != nil {
+			return nil, tv, refusal("jwt: malformed cnf claim")
+		}
+		if cnf.X5tS256 == "" {
+			// A key this server cannot check the proof of (DPoP "jkt"):
+			// accepting the token unbound would defeat the binding.
+			return nil, tv, refusal("jwt: token bound by an unsupported confirmation method")
+		}
+		p.BoundCertificate = cnf.X5tS256
 	}
 	for _, name := range a.clientIDs {
 		var s string

@@ -1,6 +1,7 @@
 package jwt
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -338,7 +339,11 @@ func TestClaimsMapping(t *testing.T) {
 		{name: "groups claim", extra: map[string]any{"groups": []string{"eng"}}, groups: []string{"eng"}},
 		{name: "auth_time without a second factor", extra: map[string]any{"auth_time": 1700000000, "amr": []string{"pwd"}}, auth: 1700000000},
 		{name: "amr names a second factor", extra: map[string]any{"auth_time": 1700000000, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000000},
-		{name: "mfa_time wins over auth_time", extra: map[string]any{"auth_time": 1700000000, "mfa_time": 1700000500, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000500},
+		{name: "mfa_time from mcpguard's authorization server", cfg: func(c *Config) { c.Method = guard.MethodOAuth },
+			extra: map[string]any{"auth_time": 1700000000, "mfa_time": 1700000500, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000500},
+		{name: "mfa_time from another issuer is ignored", extra: map[string]any{"auth_time": 1700000000, "mfa_time": 1700000500, "amr": []string{"pwd", "otp"}}, auth: 1700000000, mfa: 1700000000},
+		{name: "times from the future are ignored", cfg: func(c *Config) { c.Method = guard.MethodOAuth },
+			extra: map[string]any{"auth_time": now.Add(time.Hour).Unix(), "mfa_time": now.Add(time.Hour).Unix(), "amr": []string{"otp"}}},
 		{name: "malformed auth_time ignored", extra: map[string]any{"auth_time": "yesterday", "amr": []string{"mfa"}}},
 		{
 			name:  "scope-limited issuer: permissions claim ignored",
@@ -386,7 +391,7 @@ func TestClaimsMapping(t *testing.T) {
 			if tt.cfg != nil {
 				tt.cfg(&probe)
 			}
-			if p.ScopeLimited != probe.ScopeLimited || p.Method != guard.MethodJWT {
+			if p.ScopeLimited != probe.ScopeLimited || p.Method != cmp.Or(probe.Method, guard.MethodJWT) {
 				t.Errorf("ScopeLimited = %v, Method = %q", p.ScopeLimited, p.Method)
 			}
 		})

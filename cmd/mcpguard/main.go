@@ -86,10 +86,11 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.AddCommand(loginCmd(), connectCmd()) // remote servers: mcpclient
+	cmd.AddCommand(loginCmd(), connectCmd())   // remote servers: mcpclient
+	cmd.AddCommand(certsCmd(), sessionsCmd(g)) // TLS certificates, MCP sessions
 	cmd.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default ./mcpguard.yaml when present, or $MCPGUARD_CONFIG)")
 	cmd.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory holding the store (overrides data_dir)")
-	cmd.AddCommand(serveCmd(g), migrateCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), &cobra.Command{
+	cmd.AddCommand(serveCmd(g), migrateCmd(g), keysCmd(g), tokensCmd(g), usersCmd(g), clientsCmd(g), secretsCmd(g), auditCmd(g), configCmd(g), policyCmd(g), toolsCmd(g), upstreamsCmd(g), &cobra.Command{
 		Use:   "version",
 		Short: "Print mcpguard's version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "mcpguard", app.Version) },
@@ -100,6 +101,8 @@ func root() *cobra.Command {
 func serveCmd(g *globals) *cobra.Command {
 	var demo, stdio bool
 	var addr, auditLog, database string
+	var tlsFlags tlsFlags
+	var upstreams []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve MCP over streamable HTTP (default) or stdio, behind the security pipeline",
@@ -114,9 +117,11 @@ func serveCmd(g *globals) *cobra.Command {
 			if database != "" {
 				cfg.Database = database
 			}
+			tlsFlags.apply(&cfg.Server.TLS)
 			return app.Serve(c.Context(), app.ServeOptions{
 				Config: cfg, Demo: demo, Stdio: stdio,
 				Status: os.Stderr, Stdin: os.Stdin, Stdout: os.Stdout,
+				Upstreams: upstreams,
 			})
 		}),
 	}
@@ -126,6 +131,8 @@ func serveCmd(g *globals) *cobra.Command {
 	f.StringVar(&addr, "addr", "", "listen address (overrides server.addr; default 127.0.0.1:8080)")
 	f.StringVar(&auditLog, "audit-log", "", `audit log file, "-" for stderr (overrides audit.log)`)
 	f.StringVar(&database, "database", "", "SQLite database for the built-in tools (overrides database)")
+	tlsFlags.register(f)
+	f.StringArrayVar(&upstreams, "upstream", nil, `front an existing MCP server: 'name=command args...' (stdio) or 'name=https://host/mcp'; repeatable`)
 	return cmd
 }
 

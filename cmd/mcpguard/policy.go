@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"time"
 
 	"github.com/mcpguard/mcpguard/internal/app"
@@ -52,7 +53,7 @@ func policyCmd(g *globals) *cobra.Command {
 		Short: "Validate the policies against a schema generated from the live tool list",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.PolicyCheck(c.Context(), c.OutOrStdout(), cfg)
+			return app.PolicyCheck(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv)
 		}),
 	}
 	show := &cobra.Command{
@@ -67,9 +68,9 @@ func policyCmd(g *globals) *cobra.Command {
 		Use:   "schema",
 		Short: "Print the Cedar schema of the request model and the live tools",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return app.PolicySchema(c.Context(), c.OutOrStdout())
-		},
+		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
+			return app.PolicySchema(c.Context(), c.OutOrStdout(), cfg, os.LookupEnv)
+		}),
 	}
 	cmd.AddCommand(test, check, show, schema)
 	return cmd

@@ -68,6 +68,7 @@ func openAuditLog(cfg *config.Config, res config.Resolver, m *metrics.Metrics) (
 		BlockWhenFull:    cfg.Audit.BlockWhenFull,
 		MaxBytes:         cfg.Audit.MaxBytes,
 		MaxAge:           cfg.Audit.MaxAge,
+		MinFreeBytes:     cfg.Audit.MinFreeBytes,
 		OnBatch: func(_ int, latency time.Duration, err error) {
 			m.ObserveAuditWrite(latency)
 		},

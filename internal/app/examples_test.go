@@ -17,7 +17,7 @@ func TestExamplePolicies(t *testing.T) {
 	cfg := config.Default()
 	cfg.Policies.Dir = filepath.Join("..", "..", "examples", "policies")
 	var out bytes.Buffer
-	if err := PolicyCheck(context.Background(), &out, cfg); err != nil {
+	if err := PolicyCheck(context.Background(), &out, cfg, noEnv); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	weekday, saturday := `"time":"2026-11-23T10:00:00Z"`, `"time":"2026-11-28T10:00:00Z"`

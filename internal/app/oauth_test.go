@@ -46,7 +46,7 @@ func setupTest(t *testing.T, mutate func(*config.Config)) (*resourceServer, *gua
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{Env: func(string) (string, bool) { return "", false }}, nil)
+	g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{Env: func(string) (string, bool) { return "", false }}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestAuthorizationServerNeedsHTTPS(t *testing.T) {
 	}
 	defer st.Close()
 	for base, want := range map[string]bool{"http://10.0.0.5:8080": false, "http://127.0.0.1:8080": true, "https://mcp.example": true} {
-		g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{}, nil)
+		g, _, rbac, err := buildGuard(ctx, cfg, st, config.Resolver{}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

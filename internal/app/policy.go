@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/mcpguard/mcpguard/internal/config"
@@ -26,12 +23,14 @@ func PolicyOptions(cfg *config.Config) (policy.Options, error) {
 
 // LoadPolicies compiles the configuration's roles and the policies of
 // policies.dir. The default directory may be missing; a configured one
-// must exist.
-func LoadPolicies(cfg *config.Config) (*policy.Set, error) {
+// must exist. upstream, when not nil, tells which upstream serves an item
+// (policy.Options.Upstream).
+func LoadPolicies(cfg *config.Config, upstream func(kind, name string) string) (*policy.Set, error) {
 	opts, err := PolicyOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
+	opts.Upstream = upstream
 	set, err := policy.NewSet(opts, cfg.Policies.Dir, cfg.Policies.Dir == config.DefaultPolicyDir)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
@@ -40,25 +39,9 @@ func LoadPolicies(cfg *config.Config) (*policy.Set, error) {
 }
 
 // watchPolicies reloads the policy set when its files change and on
-// SIGHUP, until ctx ends.
-func watchPolicies(ctx context.Context, set *policy.Set, interval time.Duration, logger *slog.Logger) {
+// SIGHUP (through hup), until ctx ends.
+func watchPolicies(ctx context.Context, set *policy.Set, interval time.Duration, logger *slog.Logger, hup *hupReloader) {
 	set.Logger = logger
 	go set.Watch(ctx, interval)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := set.Reload(); err != nil {
-					logger.Error("SIGHUP: policies not reloaded; the previous set stays in force", "err", err)
-				} else {
-					logger.Info("SIGHUP: policies reloaded", "policies", set.Engine().Len())
-				}
-			}
-		}
-	}()
+	hup.Add("policies", set.Reload)
 }

@@ -12,13 +12,44 @@ import (
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/policy"
+	"github.com/mcpguard/mcpguard/proxy"
 	"github.com/mcpguard/mcpguard/tools"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// LiveTools returns the tools mcpguard serves: the built-in database
-// tools, with their argument schemas.
-func LiveTools(ctx context.Context) ([]policy.Tool, error) {
+// LiveTools returns the tools mcpguard serves with cfg, with their argument
+// schemas: the built-in database tools, and the tools of every configured
+// upstream (connected to for the purpose) under their exposed names.
+func LiveTools(ctx context.Context, cfg *config.Config, env func(string) (string, bool)) ([]policy.Tool, error) {
+	out, err := builtinTools(ctx)
+	if err != nil || len(cfg.Upstreams) == 0 {
+		return out, err
+	}
+	st, err := openStoreFor(ctx, cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ups, err := gatewayUpstreams(cfg, nil, resolver(ctx, cfg, st, env))
+	if err != nil {
+		return nil, err
+	}
+	tools, err := proxy.ListTools(ctx, proxy.Options{Upstreams: ups, Separator: cfg.Gateway.Separator})
+	if err != nil {
+		return nil, fmt.Errorf("listing the upstreams' tools: %w", err)
+	}
+	for _, t := range tools {
+		schema, err := json.Marshal(t.InputSchema)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policy.Tool{Name: t.Name, InputSchema: schema})
+	}
+	return out, nil
+}
+
+// builtinTools returns the built-in database tools with their schemas.
+func builtinTools(ctx context.Context) ([]policy.Tool, error) {
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, nil)
 	tools.Register(server, nil) // listing only: no handler runs
 	ct, st := mcp.NewInMemoryTransports()
@@ -49,12 +80,12 @@ func LiveTools(ctx context.Context) ([]policy.Tool, error) {
 // PolicyCheck validates the configuration's roles and the policies of
 // policies.dir against the schema of the live tools, printing every
 // problem; it fails when there is one.
-func PolicyCheck(ctx context.Context, w io.Writer, cfg *config.Config) error {
-	set, err := LoadPolicies(cfg)
+func PolicyCheck(ctx context.Context, w io.Writer, cfg *config.Config, env func(string) (string, bool)) error {
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}
-	live, err := LiveTools(ctx)
+	live, err := LiveTools(ctx, cfg, env)
 	if err != nil {
 		return fmt.Errorf("listing the tools: %w", err)
 	}
@@ -76,8 +107,8 @@ func PolicyCheck(ctx context.Context, w io.Writer, cfg *config.Config) error {
 }
 
 // PolicySchema prints the Cedar schema of the live tools.
-func PolicySchema(ctx context.Context, w io.Writer) error {
-	live, err := LiveTools(ctx)
+func PolicySchema(ctx context.Context, w io.Writer, cfg *config.Config, env func(string) (string, bool)) error {
+	live, err := LiveTools(ctx, cfg, env)
 	if err != nil {
 		return err
 	}
@@ -89,7 +120,7 @@ func PolicySchema(ctx context.Context, w io.Writer) error {
 // PolicyShow prints every policy in force, the roles compiled to Cedar
 // first.
 func PolicyShow(w io.Writer, cfg *config.Config) error {
-	set, err := LoadPolicies(cfg)
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -123,7 +154,7 @@ type PolicyTestOptions struct {
 // PolicyTest decides one request with the policies in force and prints
 // the decision and the policies that determined it.
 func PolicyTest(w io.Writer, cfg *config.Config, o PolicyTestOptions) error {
-	set, err := LoadPolicies(cfg)
+	set, err := LoadPolicies(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -153,8 +184,10 @@ func PolicyTest(w io.Writer, cfg *config.Config, o PolicyTestOptions) error {
 			return fmt.Errorf("--context: time: %w", err)
 		}
 	}
+	// Tokens of mcpguard's authorization server are scope-limited: the
+	// users: map does not add to their roles, in production or here.
 	p := &guard.Principal{Subject: o.Subject, Method: guard.AuthMethod(o.Method), Issuer: o.Issuer, ClientID: o.ClientID,
-		Roles: o.Roles, Groups: o.Groups, Scopes: o.Scopes}
+		Roles: o.Roles, Groups: o.Groups, Scopes: o.Scopes, ScopeLimited: guard.AuthMethod(o.Method) == guard.MethodOAuth}
 	if o.MFAAge >= 0 {
 		p.MFATime = info.Time.Add(-o.MFAAge)
 	}

@@ -52,8 +52,11 @@ func TestPolicyCheckReportsTypos(t *testing.T) {
 	cfg := policyConfig(t, `@id("ok") forbid(principal, action == Action::"tools/call", resource == Tool::"delete_users") when { context.sizes has ids && context.sizes.ids > 10 };
 @id("typo") forbid(principal, action == Action::"tools/call", resource == Tool::"execute_sql") unless { context.arguments has sequel };`)
 	var out bytes.Buffer
-	err := PolicyCheck(context.Background(), &out, cfg)
+	err := PolicyCheck(context.Background(), &out, cfg, noEnv)
 	if err == nil || !strings.Contains(out.String(), `policy typo: reads argument "sequel", which no tool declares`) || strings.Contains(out.String(), "policy ok") {
 		t.Fatalf("err=%v\n%s", err, out.String())
 	}
 }
+
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }

@@ -51,11 +51,11 @@ func TestSecretsCommandsAndReferences(t *testing.T) {
 	cfg.Auth.JWT = config.JWTConfig{Enabled: true, Issuer: "https://idp.example", Audiences: []string{"a"},
 		Keys: []config.JWTKey{{KID: "k", Alg: "HS256", Secret: "secret:jwt-key"}}}
 	st, _ := OpenStore(ctx, cfg.DataDir)
-	if _, _, _, err := buildGuard(ctx, cfg, st, resolver(ctx, cfg, st, env), nil); err != nil {
+	if _, _, _, err := buildGuard(ctx, cfg, st, resolver(ctx, cfg, st, env), nil, nil); err != nil {
 		t.Fatalf("buildGuard with a secret: reference: %v", err)
 	}
 	cfg.Auth.JWT.Keys[0].Secret = "secret:missing"
-	if _, _, _, err := buildGuard(ctx, cfg, st, resolver(ctx, cfg, st, env), nil); err == nil || !strings.Contains(err.Error(), "mcpguard secrets set missing") {
+	if _, _, _, err := buildGuard(ctx, cfg, st, resolver(ctx, cfg, st, env), nil, nil); err == nil || !strings.Contains(err.Error(), "mcpguard secrets set missing") {
 		t.Fatalf("missing secret: %v", err)
 	}
 	st.Close()

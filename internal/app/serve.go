@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpguard/mcpguard/admin"
@@ -30,7 +32,9 @@ import (
 	"github.com/mcpguard/mcpguard/authz"
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/internal/tlsx"
 	"github.com/mcpguard/mcpguard/policy"
+	"github.com/mcpguard/mcpguard/proxy"
 	"github.com/mcpguard/mcpguard/ratelimit"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/mcpguard/mcpguard/tools"
@@ -62,6 +66,9 @@ type ServeOptions struct {
 	// Ready, if set, is called with the MCP endpoint URL once the HTTP
 	// server is listening.
 	Ready func(url string)
+	// Upstreams are one-line upstream definitions, "name=command args..."
+	// or "name=https://host/mcp", added to the configured ones.
+	Upstreams []string
 
 	readiness http.Handler // GET /readyz, set by Serve
 }
@@ -107,7 +114,16 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 
 	res := resolver(ctx, cfg, st, o.Env)
-	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, logger)
+	// Policies ask the gateway, once it exists, which upstream serves an
+	// item (resource.upstream, Upstream::"name").
+	var gateway atomic.Pointer[proxy.Gateway]
+	owner := func(kind, name string) string {
+		if gw := gateway.Load(); gw != nil {
+			return gw.Owner(kind, name)
+		}
+		return ""
+	}
+	g, keys, rbac, err := buildGuard(ctx, cfg, st, res, owner, logger)
 	if err != nil {
 		return err
 	}
@@ -120,8 +136,10 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		ok("Rate limits and lockout shared through Redis (on failure: %s)", cmp.Or(cfg.Redis.OnFailure, "closed"))
 	}
 	o.readiness = readiness(st, rdb)
+	hup := &hupReloader{}
+	hup.listen(ctx, logger)
 	if set, ok := g.Authorizer.(*policy.Set); ok {
-		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger)
+		watchPolicies(ctx, set, cfg.Policies.ReloadInterval, logger, hup)
 	}
 	obs, err := newObservability(cfg, logger)
 	if err != nil {
@@ -146,7 +164,20 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}()
 	g.Audit = auditstore.Tee(sink, index)
 
-	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, &mcp.ServerOptions{Logger: logger})
+	var reserved []string
+	if cfg.Database != "" {
+		reserved = tools.Names()
+	}
+	gw, err := newGateway(cfg, o, st, res, g.Audit, reserved, obs.metrics.SetKnownTools, logger)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	serverOpts := &mcp.ServerOptions{Logger: logger, GetSessionID: guard.NewSessionID}
+	if gw != nil {
+		gw.Configure(serverOpts)
+		gateway.Store(gw)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpguard", Version: Version}, serverOpts)
 	transport := "http"
 	if o.Stdio {
 		transport = "stdio"
@@ -155,7 +186,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Stdio {
 		mcpOpts.Credential = stdioCredential(o.Env)
 	}
-	server.AddReceivingMiddleware(append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))...)
+	middleware := append(obs.mcpMiddleware(), g.MCPMiddleware(mcpOpts))
+	if gw != nil {
+		// Innermost: a call to a tool blocked by pinning is refused after
+		// it was authorized and with its audit record.
+		middleware = append(middleware, gw.Middleware())
+	}
+	server.AddReceivingMiddleware(middleware...)
 
 	if keys != nil {
 		ok("API key authentication enabled")
@@ -196,6 +233,22 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		obs.metrics.SetKnownTools(tools.Names())
 		ok("Built-in database tools on %s: %s", cfg.Database, strings.Join(tools.Names(), ", "))
 	}
+	if gw != nil {
+		if err := gw.Start(ctx, server); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer gw.Close()
+		sctx, stopStatus := context.WithCancel(ctx)
+		statusDone := make(chan struct{})
+		go func() { reportStatus(sctx, gw, st, logger); close(statusDone) }()
+		defer func() { stopStatus(); <-statusDone }()
+		for _, s := range gw.Status() {
+			ok("Upstream %s (%s, %s): %d tools, %d blocked by pinning", s.Name, s.Kind, s.Isolation, s.Tools, s.Blocked)
+		}
+	}
+	if cfg.Auth.Anonymous.Enabled && !o.Stdio {
+		warn("Anonymous access enabled: requests without credentials act as roles %s (loopback listener only)", strings.Join(cfg.Auth.Anonymous.Roles, ", "))
+	}
 
 	if o.Stdio {
 		if mcpOpts.Credential == nil {
@@ -221,7 +274,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if cfg.Admin.Enabled {
 		ok("Admin page at /admin/ for roles %s", strings.Join(cfg.Admin.Roles, ", "))
 	}
-	return serveHTTP(ctx, cfg, st, res, g, rbac, obs, server, o, logger)
+	return serveHTTP(ctx, cfg, st, res, g, rbac, obs, server, o, logger, hup)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -239,21 +292,36 @@ func stdioCredential(env func(string) (string, bool)) *guard.Credential {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger) error {
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
-		Logger:              logger,
-		SessionTimeout:      cfg.Server.SessionTimeout,
-		MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
-	})
+func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, g *guard.Guard, rbac *authz.RBAC, obs *observability, server *mcp.Server, o ServeOptions, logger *slog.Logger, hup *hupReloader) error {
+	tlsCfg, err := setupTLS(ctx, cfg, g, hup, logger)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	handler, err := mcpHandler(ctx, cfg, st, g, server, logger)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	defer ln.Close()
+	if g.HTTP.Anonymous != nil && !config.LoopbackAddr(ln.Addr().String()) {
+		return fmt.Errorf("auth.anonymous is enabled but the listener %s is not loopback-only; refusing to start", ln.Addr())
+	}
+	addr := ln.Addr().String()
+	ln = netx.LimitListener(ln, cfg.Server.MaxConnections)
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	// The OAuth issuer and resource URL need the address clients reach:
 	// server.public_url, or the listener's (its port is known only now
 	// when server.addr asks for port 0).
-	base := "http://" + ln.Addr().String()
+	base := scheme + "://" + addr
 	if cfg.Server.PublicURL != "" {
 		base = cfg.BaseURL()
 	}
@@ -301,14 +369,21 @@ func serveHTTP(ctx context.Context, cfg *config.Config, st store.Store, res conf
 		guard.SecurityHeaders(w.Header())
 		http.Error(w, fmt.Sprintf("not found: the MCP endpoint is %s", cfg.Server.Path), http.StatusNotFound)
 	})
+	var root http.Handler = mux
+	if hosts, check := hostAllowList(cfg, addr); check {
+		root = netx.AllowHosts(hosts, mux)
+	} else {
+		fmt.Fprintf(o.Status, "[WARN] Listening on all interfaces without server.public_url or server.allowed_hosts: Host headers are not checked (DNS rebinding)\n")
+	}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           tlsx.HSTS(root),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	url := "http://" + ln.Addr().String() + cfg.Server.Path
+	url := scheme + "://" + addr + cfg.Server.Path
 	fmt.Fprintf(o.Status, "Server ready on %s\n", url)
 	if o.Ready != nil {
 		o.Ready(url)
@@ -335,7 +410,7 @@ func adminHandler(cfg *config.Config, st store.Store, g *guard.Guard, logger *sl
 }
 
 // buildGuard builds every stage but the audit sink from the configuration.
-func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
+func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res config.Resolver, upstream func(kind, name string) string, logger *slog.Logger) (*guard.Guard, *apikey.Authenticator, *authz.RBAC, error) {
 	var router authn.Router
 	var keys *apikey.Authenticator
 	if cfg.Auth.APIKeys.Enabled {
@@ -356,7 +431,7 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	policies, err := LoadPolicies(cfg)
+	policies, err := LoadPolicies(cfg, upstream)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -370,6 +445,9 @@ func buildGuard(ctx context.Context, cfg *config.Config, st store.Store, res con
 			AllowedOrigins:  cfg.Server.AllowedOrigins,
 			BodyReadTimeout: cfg.Server.ReadTimeout,
 		},
+	}
+	if a := cfg.Auth.Anonymous; a.Enabled {
+		g.HTTP.Anonymous = &guard.Principal{Subject: "anonymous", Issuer: "mcpguard", Method: guard.MethodAnonymous, Roles: a.Roles}
 	}
 	if rl := cfg.RateLimit; rl.Enabled {
 		lim, err := ratelimit.New(limiterConfig(cfg))

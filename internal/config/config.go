@@ -103,6 +103,11 @@ type Config struct {
 	Secrets SecretsConfig `yaml:"secrets"`
 	// Policies configures the Cedar policies evaluated with the roles.
 	Policies PoliciesConfig `yaml:"policies"`
+	// Gateway configures gateway mode as a whole.
+	Gateway GatewayConfig `yaml:"gateway"`
+	// Upstreams are existing MCP servers mcpguard fronts (gateway mode).
+	// File only.
+	Upstreams []UpstreamConfig `yaml:"upstreams"`
 }
 
 // RedisConfig configures the Redis (or Valkey) server that replicas share.
@@ -187,6 +192,73 @@ type ServerConfig struct {
 	// the canonical resource URL tokens must be issued for. Empty means
 	// http://<addr>.
 	PublicURL string `yaml:"public_url"`
+	// TLS serves HTTPS, and configures mutual TLS, when Cert and Key are
+	// set.
+	TLS TLSConfig `yaml:"tls"`
+	// SessionTTL is the absolute lifetime of an MCP session, however
+	// active. Default 24h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MaxSessionsPerPrincipal caps the live MCP sessions of one principal;
+	// a new session evicts the oldest. Default 16.
+	MaxSessionsPerPrincipal int `yaml:"max_sessions_per_principal"`
+	// MaxConnections caps the concurrent connections to the listener;
+	// further connections wait for a free slot. Default 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// AllowedHosts are Host header values (names or IPs; ports ignored)
+	// accepted besides loopback names, public_url's host and addr's host.
+	// When addr listens on all interfaces and public_url is empty, Host is
+	// not checked unless this is set.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// MaxStreamsPerPrincipal caps the concurrent requests (streams) of one
+	// principal on the MCP endpoint; more get 429. Default 32.
+	MaxStreamsPerPrincipal int `yaml:"max_streams_per_principal"`
+}
+
+// TLSConfig configures HTTPS and mutual TLS. The files are re-read when
+// they change and on SIGHUP.
+type TLSConfig struct {
+	// Cert and Key are PEM files: the server certificate (with its chain)
+	// and its private key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA is a PEM file of the CAs client certificates must chain
+	// to; setting it enables mutual TLS.
+	ClientCA string `yaml:"client_ca"`
+	// ClientAuth is how client certificates combine with tokens: "mtls"
+	// (certificate only), "mtls+token" (both must pass; the principal is
+	// the token's) or "either" (a token when sent, else the certificate).
+	// Default "either" when ClientCA is set.
+	ClientAuth string `yaml:"client_auth"`
+	// PinnedFingerprints, when set, are the only client certificates
+	// accepted (SHA-256, hex).
+	PinnedFingerprints []string `yaml:"pinned_fingerprints"`
+	// Identities map client certificates to principals; a certificate
+	// matching none is refused.
+	Identities []CertIdentity `yaml:"identities"`
+	// ReloadInterval is how often the files are checked for changes.
+	// Default 5s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// CertIdentity maps client certificates to a principal: exactly one of
+// CommonName, DNSName, URI (such as a SPIFFE ID) and Fingerprint selects
+// them.
+type CertIdentity struct {
+	// Subject is the principal's name; empty means the matched value.
+	Subject string `yaml:"subject"`
+	// CommonName matches the certificate subject's CN.
+	CommonName string `yaml:"common_name"`
+	// DNSName matches one of the certificate's DNS SANs.
+	DNSName string `yaml:"dns_name"`
+	// URI matches one of the certificate's URI SANs, such as a SPIFFE ID.
+	URI string `yaml:"uri"`
+	// Fingerprint matches the certificate's SHA-256 fingerprint (hex).
+	Fingerprint string `yaml:"fingerprint"`
+	// Roles are the principal's roles.
+	Roles []string `yaml:"roles"`
 }
 
 // AuthConfig configures authentication. At least one method must be
@@ -206,6 +278,9 @@ type AuthConfig struct {
 	// tokens revoke) takes effect within this time. Default 1s; 0s checks
 	// the store on every request.
 	RevocationRecheck time.Duration `yaml:"revocation_recheck"`
+	// Anonymous admits requests without credentials as one identity with
+	// the given roles; only with a loopback server.addr. Default off.
+	Anonymous AnonymousConfig `yaml:"anonymous"`
 }
 
 // APIKeysConfig configures API-key authentication.
@@ -451,6 +526,11 @@ type AuditConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MaxAge rotates the log when it is older than this; 0 is off.
 	MaxAge time.Duration `yaml:"max_age"`
+	// MinFreeBytes is a reserve of free disk space for the log: below it
+	// mcpguard stops running requests (and refuses them, audited, into the
+	// reserve) instead of running one it then cannot record. 0 is off.
+	// Default 16 MiB.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // MetricsConfig configures Prometheus metrics.
@@ -503,6 +583,13 @@ func Default() *Config {
 			ReadTimeout:       30 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			SessionTimeout:    30 * time.Minute,
+			SessionTTL:        24 * time.Hour,
+			TLS:               TLSConfig{ReloadInterval: 5 * time.Second, PinnedFingerprints: []string{}, Identities: []CertIdentity{}},
+			AllowedHosts:      []string{},
+
+			MaxSessionsPerPrincipal: 16,
+			MaxConnections:          1024,
+			MaxStreamsPerPrincipal:  32,
 		},
 		DataDir:  "./mcpguard-data",
 		Redis:    RedisConfig{OnFailure: "closed"},
@@ -512,6 +599,7 @@ func Default() *Config {
 			RevocationRecheck: time.Second,
 			APIKeys:           APIKeysConfig{Enabled: true},
 			Providers:         []ProviderConfig{},
+			Anonymous:         AnonymousConfig{Roles: []string{}},
 			JWT: JWTConfig{
 				Enabled:                false,
 				Audiences:              []string{},
@@ -564,6 +652,7 @@ func Default() *Config {
 			Durable:         true,
 			FlushInterval:   5 * time.Millisecond,
 			CheckpointEvery: 1000,
+			MinFreeBytes:    16 << 20,
 		},
 		Metrics: MetricsConfig{Enabled: true, Roles: []string{"admin"}},
 		Admin:   AdminConfig{Enabled: true, Roles: []string{"admin"}},
@@ -585,7 +674,9 @@ func Default() *Config {
 			LoginMaxFailures: 5,
 			LoginLockout:     15 * time.Minute,
 		},
-		Secrets: SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Secrets:   SecretsConfig{MasterKey: "env:MCPGUARD_MASTER_KEY", PreviousMasterKeys: []SecretRef{}},
+		Gateway:   GatewayConfig{Separator: "__", IdleTimeout: 10 * time.Minute},
+		Upstreams: []UpstreamConfig{},
 	}
 }
 
@@ -593,11 +684,14 @@ func Default() *Config {
 // tokens must be issued for (RFC 8707).
 func (c *Config) ResourceURL() string { return c.BaseURL() + c.Server.Path }
 
-// BaseURL is server.public_url, or http://<server.addr> when it is empty,
-// without a trailing slash.
+// BaseURL is server.public_url, or http(s)://<server.addr> when it is
+// empty, without a trailing slash.
 func (c *Config) BaseURL() string {
 	if c.Server.PublicURL != "" {
 		return strings.TrimSuffix(c.Server.PublicURL, "/")
+	}
+	if c.Server.TLS.Enabled() {
+		return "https://" + c.Server.Addr
 	}
 	return "http://" + c.Server.Addr
 }

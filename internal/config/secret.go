@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"regexp"
 	"runtime"
 	"strings"
+
+	"github.com/mcpguard/mcpguard/internal/fsx"
 )
 
 // maxRefFileBytes caps how much Resolve reads from a file: keys and
@@ -166,27 +168,14 @@ func resolve(ref, what string, r Resolver, private bool) ([]byte, error) {
 // can access when private is set. The permission check uses the opened
 // file, so the file checked is the file read.
 func readRefFile(name string, private bool) ([]byte, error) {
-	f, err := os.Open(name)
+	data, err := fsx.ReadRegular(name, maxRefFileBytes, func(fi fs.FileInfo) error {
+		if perm := fi.Mode().Perm(); private && runtime.GOOS != "windows" && perm&0o077 != 0 {
+			return fmt.Errorf("file is accessible by group or others (mode %04o); restrict it with: chmod 600 %s", perm, name)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	if perm := fi.Mode().Perm(); private && runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("file is accessible by group or others (mode %04o); restrict it with: chmod 600 %s", perm, name)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxRefFileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxRefFileBytes {
-		return nil, fmt.Errorf("file is larger than %d bytes", maxRefFileBytes)
 	}
 	data = bytes.TrimRight(data, "\r\n")
 	if len(data) == 0 {

@@ -41,6 +41,9 @@ func (v *validator) add(p path, format string, args ...any) {
 func validate(c *Config) []problem {
 	v := &validator{}
 	v.server(path{}.field("server"), &c.Server)
+	for i, id := range c.Server.TLS.Identities {
+		v.knownRoles(path{}.field("server").field("tls").field("identities").index(i).field("roles"), id.Roles, c.Roles)
+	}
 	if c.DataDir == "" {
 		v.add(path{}.field("data_dir"), "must not be empty")
 	}
@@ -83,6 +86,8 @@ func validate(c *Config) []problem {
 	if c.Policies.ReloadInterval < 0 {
 		v.add(pp.field("reload_interval"), "must not be negative")
 	}
+	v.gateway(c)
+	v.anonymous(c)
 	return v.problems
 }
 
@@ -122,8 +127,46 @@ func (v *validator) server(p path, s *ServerConfig) {
 	v.positiveDuration(p.field("read_timeout"), s.ReadTimeout)
 	v.positiveDuration(p.field("idle_timeout"), s.IdleTimeout)
 	v.positiveDuration(p.field("session_timeout"), s.SessionTimeout)
+	v.positiveDuration(p.field("session_ttl"), s.SessionTTL)
+	v.positive(p.field("max_sessions_per_principal"), int64(s.MaxSessionsPerPrincipal))
+	v.positive(p.field("max_connections"), int64(s.MaxConnections))
+	v.positive(p.field("max_streams_per_principal"), int64(s.MaxStreamsPerPrincipal))
+	v.tls(p.field("tls"), &s.TLS)
 	if s.PublicURL != "" && !isOrigin(strings.TrimSuffix(s.PublicURL, "/")) {
 		v.add(p.field("public_url"), "must be scheme://host[:port] such as https://mcp.example.com (no path)")
+	}
+}
+
+func (v *validator) tls(p path, t *TLSConfig) {
+	if (t.Cert == "") != (t.Key == "") {
+		v.add(p, "set both cert and key (PEM files) to serve HTTPS")
+	}
+	if t.ClientCA != "" && !t.Enabled() {
+		v.add(p.field("client_ca"), "mutual TLS needs HTTPS: set cert and key too")
+	}
+	switch t.ClientAuth {
+	case "":
+	case "mtls", "mtls+token", "either":
+		if t.ClientCA == "" {
+			v.add(p.field("client_auth"), "needs client_ca, the CAs client certificates are verified against")
+		}
+	default:
+		v.add(p.field("client_auth"), "must be mtls, mtls+token or either")
+	}
+	v.positiveDuration(p.field("reload_interval"), t.ReloadInterval)
+	for i, id := range t.Identities {
+		n := 0
+		for _, s := range []string{id.CommonName, id.DNSName, id.URI, id.Fingerprint} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			v.add(p.field("identities").index(i), "set exactly one of common_name, dns_name, uri, fingerprint")
+		}
+		if id.Fingerprint != "" && id.Subject == "" {
+			v.add(p.field("identities").index(i).field("subject"), "a fingerprint identity needs a subject")
+		}
 	}
 }
 
@@ -512,6 +555,9 @@ func (v *validator) audit(p path, a *AuditConfig) {
 	}
 	v.positiveDuration(p.field("flush_interval"), a.FlushInterval)
 	v.positive(p.field("checkpoint_every"), int64(a.CheckpointEvery))
+	if a.MinFreeBytes < 0 {
+		v.add(p.field("min_free_bytes"), "must not be negative (0 turns the reserve off)")
+	}
 	if a.MaxBytes < 0 {
 		v.add(p.field("max_bytes"), "must not be negative (0 turns size rotation off)")
 	}

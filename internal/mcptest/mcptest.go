@@ -4,9 +4,15 @@
 package mcptest
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
+	"os/exec"
+	"path"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,11 +42,19 @@ func (rt HeaderTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // every request, without retries. The session is closed when the test ends.
 func Connect(t testing.TB, url string, h http.Header) (*mcp.ClientSession, error) {
 	t.Helper()
+	return ConnectVersion(t, url, h, "")
+}
+
+// ConnectVersion is Connect asking for MCP protocol revision version
+// ("": go-sdk's latest, the sessionless 2026-07-28; "2025-11-25" or
+// "2025-06-18": a session-based revision).
+func ConnectVersion(t testing.TB, url string, h http.Header, version string) (*mcp.ClientSession, error) {
+	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpguard-test", Version: "1"}, nil)
 	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: HeaderTransport{Header: h}}, MaxRetries: -1}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cs, err := client.Connect(ctx, tr, nil)
+	cs, err := client.Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err == nil {
 		t.Cleanup(func() { cs.Close() })
 	}
@@ -78,4 +92,42 @@ func ConnectInMemory(t testing.TB, server *mcp.Server) *mcp.ClientSession {
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs
+}
+
+// SyncBuffer collects a process's output while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Build compiles each Go package in pkgs (by import path) into dir, for
+// tests that run programs as processes, and returns the binaries' paths
+// by package.
+func Build(dir string, pkgs ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pkg := range pkgs {
+		bin := filepath.Join(dir, path.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
+		}
+		out[pkg] = bin
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,4 +70,76 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 		srv.Close()
 	}
 	return nil
+}
+
+// LimitListener returns a listener that holds at most n connections open at
+// once; further connections wait in the kernel's backlog until one closes.
+func LimitListener(ln net.Listener, n int) net.Listener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.done) })
+	return err
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// hostName is host without its port and brackets, lower case.
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.Trim(host, "[]"))
+}
+
+// AllowHosts returns middleware that answers 403 to a request whose Host
+// header names neither one of hosts (names or IPs, ports ignored) nor a
+// loopback name. It defeats DNS rebinding: a page on an attacker's domain
+// that resolves to this server still sends the attacker's Host.
+func AllowHosts(hosts []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		allowed[hostName(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed[hostName(r.Host)] && !IsLoopbackHost(r.Host) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			http.Error(w, "forbidden: this Host is not served here (add it to server.allowed_hosts)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

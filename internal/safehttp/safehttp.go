@@ -109,9 +109,12 @@ func checkDial(network, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// NewClient returns an HTTP client that refuses non-public destinations
-// (unless o.AllowPrivate) and uses no proxy.
-func NewClient(o Options) *http.Client {
+// NewTransport returns the transport of [NewClient]: it refuses
+// non-public destinations (unless o.AllowPrivate), checked on the address
+// actually dialed, uses no proxy (a proxy would dial on our behalf,
+// unchecked), and bounds handshakes, headers and (with o.MaxBodyBytes)
+// bodies.
+func NewTransport(o Options) http.RoundTripper {
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -121,7 +124,7 @@ func NewClient(o Options) *http.Client {
 		dialer.Control = checkDial
 	}
 	var rt http.RoundTripper = &http.Transport{
-		Proxy:                  nil, // a proxy would dial on our behalf, unchecked
+		Proxy:                  nil,
 		DialContext:            dialer.DialContext,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		TLSHandshakeTimeout:    timeout,
@@ -133,6 +136,17 @@ func NewClient(o Options) *http.Client {
 	if o.MaxBodyBytes > 0 {
 		rt = &boundedTransport{next: rt, max: o.MaxBodyBytes}
 	}
+	return rt
+}
+
+// NewClient returns an HTTP client that refuses non-public destinations
+// (unless o.AllowPrivate) and uses no proxy.
+func NewClient(o Options) *http.Client {
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	rt := NewTransport(o)
 	maxRedirects := min(max(o.MaxRedirects, 0), 3)
 	return &http.Client{
 		Timeout:   timeout,

@@ -226,9 +226,9 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 }
 
 func insertRefresh(ctx context.Context, q querier, t *store.RefreshToken) error {
-	_, err := q.Exec(ctx, `INSERT INTO oauth_refresh_tokens (`+codec.RefreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+	_, err := q.Exec(ctx, `INSERT INTO oauth_refresh_tokens (`+codec.RefreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		t.Hash, t.FamilyID, t.ClientID, t.Subject, codec.EncodeList(t.Scopes), t.Resource, codec.UnixNano(t.AuthTime), codec.UnixNano(t.MFATime),
-		codec.UnixNano(t.CreatedAt), codec.UnixNano(t.ExpiresAt), codec.UnixNano(t.UsedAt), codec.UnixNano(t.RevokedAt))
+		codec.UnixNano(t.CreatedAt), codec.UnixNano(t.ExpiresAt), codec.UnixNano(t.UsedAt), codec.UnixNano(t.RevokedAt), t.CertThumbprint)
 	if isUnique(err) {
 		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
 	}
@@ -272,7 +272,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			_, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, codec.UnixNano(now), t.FamilyID)
 			return err
 		}
-		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) { // ct:public: a sanity check of two digests the server made
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
 		tag, err := tx.Exec(ctx, `UPDATE oauth_refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at = 0 AND revoked_at = 0`, codec.UnixNano(now), oldHash)

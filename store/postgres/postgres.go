@@ -144,6 +144,36 @@ var migrations = []string{
 		created_at    BIGINT NOT NULL,
 		updated_at    BIGINT NOT NULL
 	);`,
+	// Pinned upstream tool definitions and upstream health (gateway mode).
+	`CREATE TABLE tool_pins (
+		upstream  TEXT NOT NULL,
+		tool      TEXT NOT NULL,
+		hash      TEXT NOT NULL,
+		pinned_at BIGINT NOT NULL,
+		PRIMARY KEY (upstream, tool)
+	);
+	CREATE TABLE upstream_status (
+		name       TEXT PRIMARY KEY,
+		status     TEXT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);`,
+	// The MCP session registry (store.SessionStore), and refresh tokens
+	// bound to a client certificate (RFC 8705). seq orders sessions
+	// created in the same nanosecond.
+	`CREATE TABLE mcp_sessions (
+		id         TEXT PRIMARY KEY,
+		seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+		owner      TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		client_id  TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		last_seen  BIGINT NOT NULL,
+		revoked_at BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mcp_sessions_owner ON mcp_sessions (owner, created_at);
+	CREATE INDEX mcp_sessions_subject ON mcp_sessions (subject);
+	ALTER TABLE oauth_refresh_tokens ADD COLUMN cert_x5t TEXT NOT NULL DEFAULT '';`,
 }
 
 // Limits of the connection pool.

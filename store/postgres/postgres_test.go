@@ -40,6 +40,30 @@ func TestSecretsConformance(t *testing.T) {
 	})
 }
 
+func TestToolPinsConformance(t *testing.T) {
+	storetest.RunToolPins(t, func(t *testing.T) store.ToolPinStore {
+		s := open(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestUpstreamStatusConformance(t *testing.T) {
+	storetest.RunUpstreamStatus(t, func(t *testing.T) store.UpstreamStatusStore {
+		s := open(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestSessionsConformance(t *testing.T) {
+	storetest.RunSessions(t, func(t *testing.T) store.SessionStore {
+		s := open(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // Replicas starting at once against an empty database: the advisory lock
 // makes exactly one apply each migration, and all of them come up.
 func TestConcurrentMigrations(t *testing.T) {

@@ -380,7 +380,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return code, nil
 }
 
-const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at`
+const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at, cert_x5t`
 
 func scanRefresh(row scanner) (*store.RefreshToken, error) {
 	var (
@@ -388,7 +388,7 @@ func scanRefresh(row scanner) (*store.RefreshToken, error) {
 		scopes                                           string
 		authTime, mfaTime, created, exp, used, revokedAt int64
 	)
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt); err != nil {
+	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt, &t.CertThumbprint); err != nil {
 		return nil, err
 	}
 	var err error
@@ -403,9 +403,9 @@ func scanRefresh(row scanner) (*store.RefreshToken, error) {
 func insertRefresh(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, t *store.RefreshToken) error {
-	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.FamilyID, t.ClientID, t.Subject, encodeList(t.Scopes), t.Resource, unixNano(t.AuthTime), unixNano(t.MFATime),
-		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt))
+		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt), t.CertThumbprint)
 	if isUnique(err) {
 		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
 	}
@@ -450,7 +450,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, unixNano(now), t.FamilyID)
 			return err
 		}
-		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) { // ct:public: a sanity check of two digests the server made
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
 		// Compare-and-set, as in ConsumeAuthCode.

@@ -140,6 +140,34 @@ var migrations = []string{
 		created_at    INTEGER NOT NULL,
 		updated_at    INTEGER NOT NULL
 	);`,
+	// Pinned upstream tool definitions (gateway mode, package proxy).
+	`CREATE TABLE tool_pins (
+		upstream  TEXT NOT NULL,
+		tool      TEXT NOT NULL,
+		hash      TEXT NOT NULL,
+		pinned_at INTEGER NOT NULL,
+		PRIMARY KEY (upstream, tool)
+	);
+	CREATE TABLE upstream_status (
+		name       TEXT PRIMARY KEY,
+		status     TEXT NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
+	// The MCP session registry (store.SessionStore), and refresh tokens
+	// bound to a client certificate (RFC 8705).
+	`CREATE TABLE mcp_sessions (
+		id         TEXT PRIMARY KEY,
+		owner      TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		client_id  TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		revoked_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mcp_sessions_owner ON mcp_sessions (owner, created_at);
+	CREATE INDEX mcp_sessions_subject ON mcp_sessions (subject);
+	ALTER TABLE oauth_refresh_tokens ADD COLUMN cert_x5t TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store on a SQLite file.

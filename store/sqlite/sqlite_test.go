@@ -74,3 +74,36 @@ func TestSecretsConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestToolPinConformance(t *testing.T) {
+	storetest.RunToolPins(t, func(t *testing.T) store.ToolPinStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestUpstreamStatusConformance(t *testing.T) {
+	storetest.RunUpstreamStatus(t, func(t *testing.T) store.UpstreamStatusStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestSessionsConformance(t *testing.T) {
+	storetest.RunSessions(t, func(t *testing.T) store.SessionStore {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

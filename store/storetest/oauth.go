@@ -51,7 +51,8 @@ func RunOAuth(t *testing.T, open func(t *testing.T) store.OAuthStore) {
 	token := func(name, family string) *store.RefreshToken {
 		return &store.RefreshToken{Hash: h(name), FamilyID: family, ClientID: "client", Subject: "alice",
 			Scopes: []string{"mcp:read", "offline_access"}, Resource: "https://mcp.example/mcp",
-			AuthTime: base.Add(-time.Hour + 1), MFATime: base.Add(-time.Hour + 2), CreatedAt: base.Add(3), ExpiresAt: base.Add(24*time.Hour + 4)}
+			AuthTime: base.Add(-time.Hour + 1), MFATime: base.Add(-time.Hour + 2), CreatedAt: base.Add(3), ExpiresAt: base.Add(24*time.Hour + 4),
+			CertThumbprint: "x5t-" + name}
 	}
 	mustRefresh := func(t *testing.T, s store.OAuthStore, name string) *store.RefreshToken {
 		t.Helper()

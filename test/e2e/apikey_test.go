@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpguard/mcpguard/internal/mcptest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -79,8 +80,12 @@ func TestDemoRoleMatrix(t *testing.T) {
 			}
 		}
 	}
-	// The developer's denial carries the exact text and is audited.
-	cs := mustConnect(t, s.url, http.Header{"X-Api-Key": {s.keys["developer"]}})
+	// The developer's denial carries the exact text and is audited
+	// (with its session: a session-based revision).
+	cs, err := mcptest.ConnectVersion(t, s.url, http.Header{"X-Api-Key": {s.keys["developer"]}}, "2025-11-25")
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_users", Arguments: map[string]any{"ids": []int{1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +95,9 @@ func TestDemoRoleMatrix(t *testing.T) {
 		t.Fatalf("developer delete_users:\n%s\nwant:\n%s", text(res), want)
 	}
 	rec := waitAudit(t, s.auditLg, func(r map[string]any) bool {
-		return r["decision"] == "DENIED" && r["user"] == "developer" && r["target"] == "delete_users"
+		// The record of this session's call (the loop above used the
+		// sessionless revision, whose records have no session).
+		return r["decision"] == "DENIED" && r["user"] == "developer" && r["target"] == "delete_users" && r["session_id"] != nil
 	})
 	if roles, _ := rec["roles"].([]any); len(roles) != 1 || roles[0] != "developer" {
 		t.Errorf("audit roles = %v", rec["roles"])

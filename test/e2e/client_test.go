@@ -335,7 +335,7 @@ func TestConnectStepUp(t *testing.T) {
 	s := oauthServer(t, nil)
 	c := newClientSide(t)
 	c.login(t, s.url)
-	if sc := c.record(t)["scopes"]; fmt.Sprint(sc) != "[mcp:read mcp:tools]" {
+	if sc := c.record(t)["scopes"]; !sameScopes(sc, "mcp:read", "mcp:tools") {
 		t.Fatalf("first login's scopes = %v", sc)
 	}
 	adminCall := func(cs *mcp.ClientSession) (*mcp.CallToolResult, error) {
@@ -415,4 +415,18 @@ func TestSealedTokenStore(t *testing.T) {
 	if !strings.Contains(err.Error(), "is encrypted: set MCPGUARD_TOKEN_KEY") {
 		t.Errorf("without the key: %v", err)
 	}
+}
+
+// sameScopes reports whether a stored scope list (JSON-decoded) holds
+// exactly want, in any order.
+func sameScopes(got any, want ...string) bool {
+	list, _ := got.([]any)
+	var names []string
+	for _, v := range list {
+		s, _ := v.(string)
+		names = append(names, s)
+	}
+	slices.Sort(names)
+	slices.Sort(want)
+	return slices.Equal(names, want)
 }

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -47,22 +46,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = mcptest.SyncBuffer
 
 // server is a running `mcpguard serve`.
 type server struct {
@@ -87,7 +71,7 @@ func run(t *testing.T, dir string, env []string, args ...string) (string, error)
 	return string(out), err
 }
 
-var readyRE = regexp.MustCompile(`Server ready on (http://\S+)`)
+var readyRE = regexp.MustCompile(`Server ready on (https?://\S+)`)
 var demoKeyRE = regexp.MustCompile(`(?m)^\s+(admin|developer|viewer)\s+(mcp_[0-9a-f]{16}_[A-Za-z0-9_-]{43})$`)
 
 // start runs `mcpguard serve --addr 127.0.0.1:0 args...` in dir (a new

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,7 @@ const (
 type jwksServer struct {
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
+	paths   []string // every request's path and query, in order
 	fetches atomic.Int32
 }
 
@@ -42,6 +44,7 @@ func (j *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	j.fetches.Add(1)
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.paths = append(j.paths, r.URL.RequestURI())
 	json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: j.keys})
 }
 
@@ -236,6 +239,34 @@ rate_limit:
 		if got := jwks.fetches.Load() - before; got > 2 {
 			t.Fatalf("20 unknown kids caused %d JWKS fetches", got)
 		}
+	})
+
+	t.Run("kid path traversal and URLs", func(t *testing.T) {
+		// A kid is only ever a key in the configured set: never a path,
+		// a file or a URL to fetch.
+		time.Sleep(1100 * time.Millisecond) // past the min refresh interval
+		before := jwks.fetches.Load()
+		for _, kid := range []string{"../../../../etc/passwd", "/jwks.json?kid=x", "file:///etc/passwd",
+			"http://169.254.169.254/latest/meta-data/", "es1/../rs1", "es1\x00", "%2e%2e%2fjwks.json"} {
+			if resp := post(t, s.url, bearer(sign(t, jose.ES256, kid, esKey, good("kid", "viewer"))), initBody); resp.StatusCode != 401 {
+				t.Errorf("kid %q: %d, want 401", kid, resp.StatusCode)
+			}
+		}
+		jwks.mu.Lock()
+		paths := slices.Clone(jwks.paths)
+		jwks.mu.Unlock()
+		for _, p := range paths {
+			if p != "/jwks.json" {
+				t.Errorf("the JWKS server was asked for %q", p)
+			}
+		}
+		if got := jwks.fetches.Load() - before; got > 2 {
+			t.Errorf("7 crafted kids caused %d JWKS fetches", got)
+		}
+		waitAudit(t, s.auditLg, func(r map[string]any) bool {
+			reason, _ := r["reason"].(string)
+			return r["decision"] == "AUTH_FAILED" && strings.Contains(reason, "unknown key id")
+		})
 	})
 
 	// No token reached the audit log.

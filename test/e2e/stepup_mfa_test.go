@@ -103,15 +103,7 @@ forbid(principal, action == Action::"tools/call", resource == Tool::"delete_user
 
 	// Register a client (DCR).
 	const redirect = "http://127.0.0.1:9/callback"
-	resp, err := http.Post(base+"/oauth/register", "application/json", strings.NewReader(`{"client_name":"step-up test","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reg struct {
-		ClientID string `json:"client_id"`
-	}
-	json.NewDecoder(resp.Body).Decode(&reg)
-	resp.Body.Close()
+	reg := struct{ ClientID string }{registerPublicClient(t, http.DefaultClient, base, "step-up test", redirect)}
 
 	verifier := strings.Repeat("x", 50)
 	sum := sha256.Sum256([]byte(verifier))

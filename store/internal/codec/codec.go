@@ -31,7 +31,7 @@ const ClientColumns = `id, secret_hash, name, redirect_uris, grant_types, auth_m
 const CodeColumns = `hash, family_id, client_id, redirect_uri, subject, scopes, resource, code_challenge, auth_time, mfa_time, created_at, expires_at, used_at`
 
 // RefreshColumns are the oauth_refresh_tokens columns ScanRefresh reads, in order.
-const RefreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at`
+const RefreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at, cert_x5t`
 
 // SecretColumns are the secrets columns ScanSecret reads, in order.
 const SecretColumns = `name, master_key_id, wrapped_key, ciphertext, created_at, updated_at`
@@ -186,7 +186,7 @@ func ScanRefresh(row Scanner) (*store.RefreshToken, error) {
 		scopes                                           string
 		authTime, mfaTime, created, exp, used, revokedAt int64
 	)
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt); err != nil {
+	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt, &t.CertThumbprint); err != nil {
 		return nil, err
 	}
 	var err error

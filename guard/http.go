@@ -311,7 +311,16 @@ func (g *Guard) HTTPMiddleware(next http.Handler) http.Handler {
 			return
 		}
 
-		r2 := r.Clone(context.WithValue(ctx, callerKey{}, c))
+		ctx2 := context.WithValue(ctx, callerKey{}, c)
+		if useSessions && sid != "" {
+			c.sessionID = sid
+		}
+		if useSessions && sid != "" && !g.live.has(sid) {
+			// A live session of this principal that another replica (or
+			// this process before a restart) opened.
+			ctx2 = context.WithValue(ctx2, elsewhereKey{}, true)
+		}
+		r2 := r.Clone(ctx2)
 		r2.Header.Del("X-API-Key")
 		r2.Header.Set("Authorization", "Bearer mcpguard-authenticated")
 		if r.Method == http.MethodPost {

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -229,7 +230,7 @@ func PrincipalFromContext(ctx context.Context) *Principal {
 func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request, c *caller, next mcp.MethodHandler) (mcp.Result, error) {
 	ctx = context.WithValue(ctx, principalKey{}, c.principal)
 	start := g.now()
-	rec := &Record{Time: start, Method: method, SessionID: sessionID(req)}
+	rec := &Record{Time: start, Method: method, SessionID: cmp.Or(sessionID(req), c.sessionID)}
 	p := c.principal
 
 	switch method {

@@ -88,6 +88,11 @@ type caller struct {
 	requestID  string
 	transport  string
 
+	// sessionID is the session the HTTP middleware checked to be the
+	// caller's. The audit takes it from here when go-sdk's session does
+	// not carry it (a session continued from another replica).
+	sessionID string
+
 	// chargedTool is the tool the rate limiter was charged for, and
 	// charged says that charge has not been used yet. MCPMiddleware uses
 	// it to make sure the tool that runs is the tool that was paid for.

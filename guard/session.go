@@ -174,6 +174,29 @@ func (l *liveSessions) add(id string, p *Principal, h http.Handler) {
 	l.handler = h
 }
 
+func (l *liveSessions) has(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.owners[id]
+	return ok
+}
+
+// elsewhereKey marks a request's context when its session is live in the
+// registry but was not opened by this process.
+type elsewhereKey struct{}
+
+// SessionHeldElsewhere reports whether the request with this context (as
+// passed on by the HTTP middleware) belongs to a live session of its
+// principal that this process did not open: one opened by another replica
+// sharing the session registry, or by this process before a restart. The
+// session-based go-sdk handler does not know such a session; the handler
+// behind the middleware serves it statelessly instead (see
+// internal/app's mcpHandler).
+func SessionHeldElsewhere(ctx context.Context) bool {
+	v, _ := ctx.Value(elsewhereKey{}).(bool)
+	return v
+}
+
 func (l *liveSessions) remove(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -33,7 +33,7 @@ func upstreamsCmd(g *globals) *cobra.Command {
 		Short: "Show each upstream's state, processes, restarts, last error and tool count, as the running server last reported them",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.UpstreamsStatus(c.Context(), c.OutOrStdout(), cfg.DataDir, format, time.Now())
+			return app.UpstreamsStatus(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), format, time.Now())
 		}),
 	}
 	status.Flags().StringVar(&format, "format", "table", "table or json")

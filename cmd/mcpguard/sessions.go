@@ -19,7 +19,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 		Short: "List live sessions",
 		Args:  cobra.NoArgs,
 		RunE: g.withConfig(func(c *cobra.Command, cfg *config.Config, _ []string) error {
-			return app.SessionsList(c.Context(), c.OutOrStdout(), cfg.DataDir, listUser)
+			return app.SessionsList(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), listUser)
 		}),
 	}
 	list.Flags().StringVar(&listUser, "user", "", "only this user's sessions")
@@ -36,7 +36,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 			if (id == "") == (revokeUser == "") {
 				return errors.New("give either a session id or --user USER")
 			}
-			return app.SessionsRevoke(c.Context(), c.OutOrStdout(), cfg.DataDir, revokeUser, id)
+			return app.SessionsRevoke(c.Context(), c.OutOrStdout(), cfg.StoreLocation(), revokeUser, id)
 		}),
 	}
 	revoke.Flags().StringVar(&revokeUser, "user", "", "revoke all sessions of this user")

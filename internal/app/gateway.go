@@ -163,8 +163,8 @@ func reportStatus(ctx context.Context, gw *proxy.Gateway, st store.UpstreamStatu
 }
 
 // UpstreamsStatus prints the last health report of every upstream.
-func UpstreamsStatus(ctx context.Context, out io.Writer, dataDir, format string, now time.Time) error {
-	st, err := OpenStore(ctx, dataDir)
+func UpstreamsStatus(ctx context.Context, out io.Writer, storeLoc, format string, now time.Time) error {
+	st, err := OpenStore(ctx, storeLoc)
 	if err != nil {
 		return err
 	}

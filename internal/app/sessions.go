@@ -53,8 +53,36 @@ func mcpHandler(ctx context.Context, cfg *config.Config, st store.Store, g *guar
 			stateless.ServeHTTP(w, r)
 			return
 		}
+		if sid := r.Header.Get("Mcp-Session-Id"); sid != "" && guard.SessionHeldElsewhere(r.Context()) {
+			continueSession(w, r, sid, stateless)
+			return
+		}
 		stateful.ServeHTTP(w, r)
 	}), nil
+}
+
+// continueSession serves a request of a 2025-revision session that another
+// replica opened (the guard has checked that it is live and the caller's).
+// The go-sdk keeps a session's protocol state in the process that opened
+// it, so here each POST runs on a temporary session initialized with the
+// request's protocol version, which is all a request/response exchange
+// needs. What needs the original process stays there: server-to-client
+// requests (sampling, elicitation) fail here, the standalone SSE stream
+// (GET) is refused with 405 as the specification allows, and a
+// logging/setLevel applies to the request alone. DELETE ends the session
+// in the registry (the guard records it), and the replica holding it
+// closes its copy at its next sweep.
+func continueSession(w http.ResponseWriter, r *http.Request, sid string, stateless http.Handler) {
+	switch r.Method {
+	case http.MethodPost:
+		w.Header().Set("Mcp-Session-Id", sid)
+		stateless.ServeHTTP(w, r)
+	case http.MethodDelete:
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("Allow", "POST, DELETE")
+		http.Error(w, "this replica serves the session's requests but not its standalone stream; send POST requests", http.StatusMethodNotAllowed)
+	}
 }
 
 // sessionSweepInterval is how often the sessions this process serves are
@@ -80,8 +108,8 @@ func purgeSessions(ctx context.Context, st store.SessionStore, logger *slog.Logg
 }
 
 // SessionsList writes the live MCP sessions (of user, when not "").
-func SessionsList(ctx context.Context, out io.Writer, dataDir, user string) error {
-	s, err := OpenStore(ctx, dataDir)
+func SessionsList(ctx context.Context, out io.Writer, storeLoc, user string) error {
+	s, err := OpenStore(ctx, storeLoc)
 	if err != nil {
 		return err
 	}
@@ -105,8 +133,8 @@ func SessionsList(ctx context.Context, out io.Writer, dataDir, user string) erro
 
 // SessionsRevoke ends one session (id) or every session of user; the
 // next request presenting it gets 404.
-func SessionsRevoke(ctx context.Context, out io.Writer, dataDir, user, id string) error {
-	s, err := OpenStore(ctx, dataDir)
+func SessionsRevoke(ctx context.Context, out io.Writer, storeLoc, user, id string) error {
+	s, err := OpenStore(ctx, storeLoc)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,25 +395,111 @@ rate_limit:
 	})
 }
 
-// TestReplicasSessionContinues is the skeleton of the last check of issue
-// 7: an MCP session created on replica A continues on replica B.
-//
-// TODO(sessions): MCP sessions live in the memory of the replica that
-// created them until the session registry (the sessions-bound-to-identity
-// work) lands in the store; then remove the Skip. Today B answers 404 for
-// A's session id.
+// TestReplicasSessionContinues opens a 2025-revision MCP session with the
+// go-sdk client through replica A and continues it on replica B: lists and
+// calls work there, another principal presenting the session id on B gets
+// 404 and a hijack record, B refuses the standalone stream with 405, and
+// once the user's sessions are revoked the session is 404 on both.
 func TestReplicasSessionContinues(t *testing.T) {
-	t.Skip("TODO(sessions): needs the shared session registry; sessions are per replica today")
 	rs := startReplicas(t, "")
-	key, _ := createKey(t, rs.dir, "--name", "sessions", "--role", "viewer")
-	init := post(t, rs.mcpURL, on("a", bearer(key)), initBody)
-	h := on("b", bearer(key))
-	h.Set("Mcp-Session-Id", init.Header.Get("Mcp-Session-Id"))
+	ctx := context.Background()
+	key, _ := createKey(t, rs.dir, "--name", "carol", "--role", "viewer")
+	other, _ := createKey(t, rs.dir, "--name", "mallory", "--role", "viewer")
+
+	var replica atomic.Value
+	replica.Store("a")
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+key)
+		r.Header.Set(replicaHeader, replica.Load().(string))
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	client := mcp.NewClient(&mcp.Implementation{Name: "replicas", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint: rs.mcpURL, HTTPClient: &http.Client{Transport: rt}, DisableStandaloneSSE: true,
+	}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	sid := cs.ID()
+	if sid == "" {
+		t.Fatal("no session id from replica A")
+	}
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatalf("tools/list on A: %v", err)
+	}
+
+	// From now on every request of the session goes to B.
+	replica.Store("b")
+	lt, err := cs.ListTools(ctx, nil)
+	if err != nil || len(lt.Tools) != 3 {
+		t.Fatalf("tools/list on B: %v (%d tools, want the viewer's 3)", err, len(lt.Tools))
+	}
+	if err := callTool(ctx, cs, "list_tables"); err != nil {
+		t.Fatalf("tools/call on B: %v", err)
+	}
+	waitAudit(t, rs.auditB, func(r map[string]any) bool {
+		return r["method"] == "tools/call" && r["target"] == "list_tables" && r["decision"] == "ALLOWED" && r["session_id"] == sid && r["user"] == "carol"
+	})
+
+	// Someone else's key with that session id, on B.
+	h := on("b", bearer(other))
+	h.Set("Mcp-Session-Id", sid)
 	h.Set("Mcp-Protocol-Version", "2025-06-18")
-	if resp := post(t, rs.mcpURL, h, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); resp.StatusCode != 200 {
-		t.Fatalf("replica B on replica A's session: %d", resp.StatusCode)
+	if resp := post(t, rs.mcpURL, h, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("another principal on B with carol's session: %d, want 404", resp.StatusCode)
+	}
+	waitAudit(t, rs.auditB, func(r map[string]any) bool {
+		return r["reason"] == "session hijack attempt" && r["user"] == "mallory" && r["session_id"] == sid
+	})
+
+	// B serves the session's requests, not its standalone stream.
+	get, _ := http.NewRequest(http.MethodGet, rs.mcpURL, nil)
+	get.Header = on("b", bearer(key))
+	get.Header.Set("Mcp-Session-Id", sid)
+	get.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	get.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET on B: %d, want 405", resp.StatusCode)
+	}
+
+	// A session opened on A and ended by a DELETE on B is over on A too.
+	sid2 := openSession(t, rs.mcpURL, on("a", bearer(key)))
+	del, _ := http.NewRequest(http.MethodDelete, rs.mcpURL, nil)
+	del.Header = withSession(on("b", bearer(key)), sid2)
+	if resp, err := http.DefaultClient.Do(del); err != nil || resp.StatusCode >= 300 {
+		t.Fatalf("DELETE on B of a session opened on A: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if resp := post(t, rs.mcpURL, withSession(on("a", bearer(key)), sid2), `{"jsonrpc":"2.0","id":11,"method":"tools/list"}`); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("session deleted on B, used on A: %d, want 404", resp.StatusCode)
+	}
+
+	// Revoked: 404 on both replicas.
+	if out, err := run(t, rs.dir, nil, "sessions", "revoke", "--user", "carol"); err != nil || !strings.Contains(out, "Revoked 1 session(s)") {
+		t.Fatalf("sessions revoke: %v\n%s", err, out)
+	}
+	for _, r := range []string{"a", "b"} {
+		h := on(r, bearer(key))
+		h.Set("Mcp-Session-Id", sid)
+		h.Set("Mcp-Protocol-Version", "2025-06-18")
+		if resp := post(t, rs.mcpURL, h, `{"jsonrpc":"2.0","id":10,"method":"tools/list"}`); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("revoked session on %s: %d, want 404", r, resp.StatusCode)
+		}
 	}
 }
+
+// roundTripFunc is an http.RoundTripper from a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // headerRT sets one header on every request.
 type headerRT struct{ name, value string }

@@ -13,19 +13,6 @@ import (
 
 var _ store.SessionStore = (*Store)(nil)
 
-const sessionColumns = `id, owner, subject, client_id, created_at, expires_at, last_seen, revoked_at`
-
-func scanSession(row codec.Scanner) (*store.Session, error) {
-	var s store.Session
-	var created, expires, seen, revoked int64
-	if err := row.Scan(&s.ID, &s.Owner, &s.Subject, &s.ClientID, &created, &expires, &seen, &revoked); err != nil {
-		return nil, err
-	}
-	s.CreatedAt, s.ExpiresAt = codec.FromUnixNano(created), codec.FromUnixNano(expires)
-	s.LastSeen, s.RevokedAt = codec.FromUnixNano(seen), codec.FromUnixNano(revoked)
-	return &s, nil
-}
-
 // CreateSession implements store.SessionStore. The owner's live sessions
 // are locked while the oldest beyond maxPerOwner are ended, so that two
 // replicas creating sessions for one owner at once cannot both keep theirs
@@ -39,7 +26,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session, maxPerOw
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO mcp_sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)`,
+		_, err := tx.Exec(ctx, `INSERT INTO mcp_sessions (`+codec.SessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)`,
 			sess.ID, sess.Owner, sess.Subject, sess.ClientID, codec.UnixNano(sess.CreatedAt), codec.UnixNano(sess.ExpiresAt), codec.UnixNano(sess.LastSeen))
 		if isUnique(err) {
 			return fmt.Errorf("session: %w", store.ErrExists)
@@ -67,7 +54,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session, maxPerOw
 
 // GetSession implements store.SessionStore.
 func (s *Store) GetSession(ctx context.Context, id string) (*store.Session, error) {
-	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM mcp_sessions WHERE id = $1`, id))
+	sess, err := codec.ScanSession(s.pool.QueryRow(ctx, `SELECT `+codec.SessionColumns+` FROM mcp_sessions WHERE id = $1`, id))
 	if err != nil {
 		return nil, notFound(err, "get session")
 	}
@@ -82,14 +69,14 @@ func (s *Store) TouchSession(ctx context.Context, id string, at time.Time) error
 
 // ListSessions implements store.SessionStore.
 func (s *Store) ListSessions(ctx context.Context, subject string, now time.Time) ([]*store.Session, error) {
-	q := `SELECT ` + sessionColumns + ` FROM mcp_sessions WHERE revoked_at = 0 AND expires_at > $1`
+	q := `SELECT ` + codec.SessionColumns + ` FROM mcp_sessions WHERE revoked_at = 0 AND expires_at > $1`
 	args := []any{codec.UnixNano(now)}
 	if subject != "" {
 		q += ` AND subject = $2`
 		args = append(args, subject)
 	}
 	rows, err := s.pool.Query(ctx, q+` ORDER BY created_at DESC, seq DESC`, args...)
-	return collect(rows, err, "list sessions", scanSession)
+	return collect(rows, err, "list sessions", codec.ScanSession)
 }
 
 // RevokeSession implements store.SessionStore.

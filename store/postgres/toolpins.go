@@ -13,19 +13,9 @@ var (
 	_ store.UpstreamStatusStore = (*Store)(nil)
 )
 
-func scanToolPin(row codec.Scanner) (*store.ToolPin, error) {
-	var p store.ToolPin
-	var at int64
-	if err := row.Scan(&p.Upstream, &p.Tool, &p.Hash, &at); err != nil {
-		return nil, err
-	}
-	p.PinnedAt = codec.FromUnixNano(at)
-	return &p, nil
-}
-
 // GetToolPin implements store.ToolPinStore.
 func (s *Store) GetToolPin(ctx context.Context, upstream, tool string) (*store.ToolPin, error) {
-	p, err := scanToolPin(s.pool.QueryRow(ctx, `SELECT upstream, tool, hash, pinned_at FROM tool_pins WHERE upstream = $1 AND tool = $2`, upstream, tool))
+	p, err := codec.ScanToolPin(s.pool.QueryRow(ctx, `SELECT `+codec.ToolPinColumns+` FROM tool_pins WHERE upstream = $1 AND tool = $2`, upstream, tool))
 	if err != nil {
 		return nil, notFound(err, "get tool pin")
 	}
@@ -45,8 +35,8 @@ func (s *Store) PutToolPin(ctx context.Context, p *store.ToolPin) error {
 
 // ListToolPins implements store.ToolPinStore.
 func (s *Store) ListToolPins(ctx context.Context) ([]*store.ToolPin, error) {
-	rows, err := s.pool.Query(ctx, `SELECT upstream, tool, hash, pinned_at FROM tool_pins ORDER BY upstream, tool`)
-	return collect(rows, err, "list tool pins", scanToolPin)
+	rows, err := s.pool.Query(ctx, `SELECT `+codec.ToolPinColumns+` FROM tool_pins ORDER BY upstream, tool`)
+	return collect(rows, err, "list tool pins", codec.ScanToolPin)
 }
 
 // PutUpstreamStatus implements store.UpstreamStatusStore.

@@ -13,20 +13,13 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 var _ store.OAuthStore = (*Store)(nil)
 
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
-
-func decodeList(raw string, what string) ([]string, error) {
-	var l []string
-	if err := json.Unmarshal([]byte(raw), &l); err != nil {
-		return nil, fmt.Errorf("corrupt %s: %w", what, err)
-	}
-	return l, nil
 }
 
 // notFound maps a missing row to store.ErrNotFound.
@@ -52,47 +45,11 @@ func affected(res sql.Result, err error, what string) error {
 	return nil
 }
 
-const userColumns = `name, password_hash, roles, mfa_secret, backup_codes, mfa_last_step, failed_logins, locked_until, created_at, updated_at`
-
-func encodeHashes(h [][]byte) string {
-	if h == nil {
-		h = [][]byte{}
-	}
-	b, _ := json.Marshal(h) // [][]byte always marshals (as base64 strings)
-	return string(b)
-}
-
-func scanUser(row scanner) (*store.User, error) {
-	var (
-		u                         store.User
-		roles, backup             string
-		locked, created, modified int64
-	)
-	if err := row.Scan(&u.Name, &u.PasswordHash, &roles, &u.MFASecret, &backup, &u.MFALastStep, &u.FailedLogins, &locked, &created, &modified); err != nil {
-		return nil, err
-	}
-	var err error
-	if u.Roles, err = decodeList(roles, "roles"); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal([]byte(backup), &u.BackupCodes); err != nil {
-		return nil, fmt.Errorf("corrupt backup codes: %w", err)
-	}
-	if len(u.MFASecret) == 0 {
-		u.MFASecret = nil
-	}
-	if len(u.BackupCodes) == 0 {
-		u.BackupCodes = nil
-	}
-	u.LockedUntil, u.CreatedAt, u.UpdatedAt = fromUnixNano(locked), fromUnixNano(created), fromUnixNano(modified)
-	return &u, nil
-}
-
 // CreateUser implements store.OAuthStore.
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	now := time.Now().UnixNano()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.Name, u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, u.FailedLogins, unixNano(u.LockedUntil), now, now)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_users (`+codec.UserColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.Name, u.PasswordHash, codec.EncodeList(u.Roles), u.MFASecret, codec.EncodeHashes(u.BackupCodes), u.MFALastStep, u.FailedLogins, codec.UnixNano(u.LockedUntil), now, now)
 	if isUnique(err) {
 		return fmt.Errorf("store: user %s: %w", u.Name, store.ErrExists)
 	}
@@ -104,7 +61,7 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 
 // GetUser implements store.OAuthStore.
 func (s *Store) GetUser(ctx context.Context, name string) (*store.User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM oauth_users WHERE name = ?`, name))
+	u, err := codec.ScanUser(s.db.QueryRowContext(ctx, `SELECT `+codec.UserColumns+` FROM oauth_users WHERE name = ?`, name))
 	if err != nil {
 		return nil, notFound(err, "get user")
 	}
@@ -113,14 +70,14 @@ func (s *Store) GetUser(ctx context.Context, name string) (*store.User, error) {
 
 // ListUsers implements store.OAuthStore.
 func (s *Store) ListUsers(ctx context.Context) ([]*store.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM oauth_users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+codec.UserColumns+` FROM oauth_users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list users: %w", err)
 	}
 	defer rows.Close()
 	var out []*store.User
 	for rows.Next() {
-		u, err := scanUser(rows)
+		u, err := codec.ScanUser(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: list users: %w", err)
 		}
@@ -135,7 +92,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]*store.User, error) {
 // UpdateUser implements store.OAuthStore.
 func (s *Store) UpdateUser(ctx context.Context, u *store.User) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE oauth_users SET password_hash = ?, roles = ?, mfa_secret = ?, backup_codes = ?, mfa_last_step = ?, updated_at = ? WHERE name = ?`,
-		u.PasswordHash, encodeList(u.Roles), u.MFASecret, encodeHashes(u.BackupCodes), u.MFALastStep, time.Now().UnixNano(), u.Name)
+		u.PasswordHash, codec.EncodeList(u.Roles), u.MFASecret, codec.EncodeHashes(u.BackupCodes), u.MFALastStep, time.Now().UnixNano(), u.Name)
 	return affected(res, err, "update user "+u.Name)
 }
 
@@ -171,7 +128,7 @@ func (s *Store) RecordLoginFailure(ctx context.Context, name string, now time.Ti
 	if err != nil {
 		return time.Time{}, err
 	}
-	return fromUnixNano(locked), nil
+	return codec.FromUnixNano(locked), nil
 }
 
 // ResetLoginFailures implements store.OAuthStore.
@@ -211,37 +168,10 @@ func (s *Store) UseBackupCode(ctx context.Context, name string, hash []byte) (bo
 		}
 		codes = slices.Delete(codes, i, i+1)
 		used = true
-		_, err := tx.ExecContext(ctx, `UPDATE oauth_users SET backup_codes = ? WHERE name = ?`, encodeHashes(codes), name)
+		_, err := tx.ExecContext(ctx, `UPDATE oauth_users SET backup_codes = ? WHERE name = ?`, codec.EncodeHashes(codes), name)
 		return err
 	})
 	return used, err
-}
-
-const clientColumns = `id, secret_hash, name, redirect_uris, grant_types, auth_method, scopes, roles, dynamic, created_at`
-
-func scanClient(row scanner) (*store.OAuthClient, error) {
-	var (
-		c                                store.OAuthClient
-		redirects, grants, scopes, roles string
-		created                          int64
-	)
-	if err := row.Scan(&c.ID, &c.SecretHash, &c.Name, &redirects, &grants, &c.TokenEndpointAuthMethod, &scopes, &roles, &c.Dynamic, &created); err != nil {
-		return nil, err
-	}
-	var err error
-	for _, f := range []struct {
-		raw string
-		dst *[]string
-	}{{redirects, &c.RedirectURIs}, {grants, &c.GrantTypes}, {scopes, &c.Scopes}, {roles, &c.Roles}} {
-		if *f.dst, err = decodeList(f.raw, "client lists"); err != nil {
-			return nil, err
-		}
-	}
-	if len(c.SecretHash) == 0 {
-		c.SecretHash = nil
-	}
-	c.CreatedAt = fromUnixNano(created)
-	return &c, nil
 }
 
 // CreateClient implements store.OAuthStore.
@@ -250,9 +180,9 @@ func (s *Store) CreateClient(ctx context.Context, c *store.OAuthClient) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.SecretHash, c.Name, encodeList(c.RedirectURIs), encodeList(c.GrantTypes), c.TokenEndpointAuthMethod,
-		encodeList(c.Scopes), encodeList(c.Roles), c.Dynamic, unixNano(created))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_clients (`+codec.ClientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.SecretHash, c.Name, codec.EncodeList(c.RedirectURIs), codec.EncodeList(c.GrantTypes), c.TokenEndpointAuthMethod,
+		codec.EncodeList(c.Scopes), codec.EncodeList(c.Roles), c.Dynamic, codec.UnixNano(created))
 	if isUnique(err) {
 		return fmt.Errorf("store: client %s: %w", c.ID, store.ErrExists)
 	}
@@ -264,7 +194,7 @@ func (s *Store) CreateClient(ctx context.Context, c *store.OAuthClient) error {
 
 // GetClient implements store.OAuthStore.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.OAuthClient, error) {
-	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM oauth_clients WHERE id = ?`, id))
+	c, err := codec.ScanClient(s.db.QueryRowContext(ctx, `SELECT `+codec.ClientColumns+` FROM oauth_clients WHERE id = ?`, id))
 	if err != nil {
 		return nil, notFound(err, "get client")
 	}
@@ -273,14 +203,14 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.OAuthClient, e
 
 // ListClients implements store.OAuthStore.
 func (s *Store) ListClients(ctx context.Context) ([]*store.OAuthClient, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM oauth_clients ORDER BY created_at DESC, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+codec.ClientColumns+` FROM oauth_clients ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list clients: %w", err)
 	}
 	defer rows.Close()
 	var out []*store.OAuthClient
 	for rows.Next() {
-		c, err := scanClient(rows)
+		c, err := codec.ScanClient(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: list clients: %w", err)
 		}
@@ -307,32 +237,11 @@ func (s *Store) CountDynamicClients(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-const codeColumns = `hash, family_id, client_id, redirect_uri, subject, scopes, resource, code_challenge, auth_time, mfa_time, created_at, expires_at, used_at`
-
-func scanCode(row scanner) (*store.AuthCode, error) {
-	var (
-		c                                       store.AuthCode
-		scopes                                  string
-		authTime, mfaTime, created, exp, usedAt int64
-	)
-	if err := row.Scan(&c.Hash, &c.FamilyID, &c.ClientID, &c.RedirectURI, &c.Subject, &scopes, &c.Resource, &c.CodeChallenge,
-		&authTime, &mfaTime, &created, &exp, &usedAt); err != nil {
-		return nil, err
-	}
-	var err error
-	if c.Scopes, err = decodeList(scopes, "scopes"); err != nil {
-		return nil, err
-	}
-	c.AuthTime, c.MFATime, c.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
-	c.ExpiresAt, c.UsedAt = fromUnixNano(exp), fromUnixNano(usedAt)
-	return &c, nil
-}
-
 // CreateAuthCode implements store.OAuthStore.
 func (s *Store) CreateAuthCode(ctx context.Context, c *store.AuthCode) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_codes (`+codeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.Hash, c.FamilyID, c.ClientID, c.RedirectURI, c.Subject, encodeList(c.Scopes), c.Resource, c.CodeChallenge,
-		unixNano(c.AuthTime), unixNano(c.MFATime), unixNano(c.CreatedAt), unixNano(c.ExpiresAt), unixNano(c.UsedAt))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_codes (`+codec.CodeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Hash, c.FamilyID, c.ClientID, c.RedirectURI, c.Subject, codec.EncodeList(c.Scopes), c.Resource, c.CodeChallenge,
+		codec.UnixNano(c.AuthTime), codec.UnixNano(c.MFATime), codec.UnixNano(c.CreatedAt), codec.UnixNano(c.ExpiresAt), codec.UnixNano(c.UsedAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: authorization code: %w", store.ErrExists)
 	}
@@ -347,7 +256,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	var code *store.AuthCode
 	var used bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c, err := scanCode(tx.QueryRowContext(ctx, `SELECT `+codeColumns+` FROM oauth_codes WHERE hash = ?`, hash))
+		c, err := codec.ScanCode(tx.QueryRowContext(ctx, `SELECT `+codec.CodeColumns+` FROM oauth_codes WHERE hash = ?`, hash))
 		if err != nil {
 			return notFound(err, "consume authorization code")
 		}
@@ -359,7 +268,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 		// Compare-and-set: the write lock taken by BEGIN IMMEDIATE already
 		// serializes redemptions; the used_at = 0 guard keeps the update
 		// single-use even if it did not.
-		res, err := tx.ExecContext(ctx, `UPDATE oauth_codes SET used_at = ? WHERE hash = ? AND used_at = 0`, unixNano(now), hash)
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_codes SET used_at = ? WHERE hash = ? AND used_at = 0`, codec.UnixNano(now), hash)
 		if err != nil {
 			return fmt.Errorf("store: consume authorization code: %w", err)
 		}
@@ -380,32 +289,12 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return code, nil
 }
 
-const refreshColumns = `hash, family_id, client_id, subject, scopes, resource, auth_time, mfa_time, created_at, expires_at, used_at, revoked_at, cert_x5t`
-
-func scanRefresh(row scanner) (*store.RefreshToken, error) {
-	var (
-		t                                                store.RefreshToken
-		scopes                                           string
-		authTime, mfaTime, created, exp, used, revokedAt int64
-	)
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.Subject, &scopes, &t.Resource, &authTime, &mfaTime, &created, &exp, &used, &revokedAt, &t.CertThumbprint); err != nil {
-		return nil, err
-	}
-	var err error
-	if t.Scopes, err = decodeList(scopes, "scopes"); err != nil {
-		return nil, err
-	}
-	t.AuthTime, t.MFATime, t.CreatedAt = fromUnixNano(authTime), fromUnixNano(mfaTime), fromUnixNano(created)
-	t.ExpiresAt, t.UsedAt, t.RevokedAt = fromUnixNano(exp), fromUnixNano(used), fromUnixNano(revokedAt)
-	return &t, nil
-}
-
 func insertRefresh(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, t *store.RefreshToken) error {
-	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+refreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.Hash, t.FamilyID, t.ClientID, t.Subject, encodeList(t.Scopes), t.Resource, unixNano(t.AuthTime), unixNano(t.MFATime),
-		unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.UsedAt), unixNano(t.RevokedAt), t.CertThumbprint)
+	_, err := ex.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+codec.RefreshColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.Hash, t.FamilyID, t.ClientID, t.Subject, codec.EncodeList(t.Scopes), t.Resource, codec.UnixNano(t.AuthTime), codec.UnixNano(t.MFATime),
+		codec.UnixNano(t.CreatedAt), codec.UnixNano(t.ExpiresAt), codec.UnixNano(t.UsedAt), codec.UnixNano(t.RevokedAt), t.CertThumbprint)
 	if isUnique(err) {
 		return fmt.Errorf("store: refresh token: %w", store.ErrExists)
 	}
@@ -422,7 +311,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) e
 
 // GetRefreshToken implements store.OAuthStore.
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.RefreshToken, error) {
-	t, err := scanRefresh(s.db.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = ?`, hash))
+	t, err := codec.ScanRefresh(s.db.QueryRowContext(ctx, `SELECT `+codec.RefreshColumns+` FROM oauth_refresh_tokens WHERE hash = ?`, hash))
 	if err != nil {
 		return nil, notFound(err, "get refresh token")
 	}
@@ -434,7 +323,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 	var old *store.RefreshToken
 	var outcome error
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		t, err := scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM oauth_refresh_tokens WHERE hash = ?`, oldHash))
+		t, err := codec.ScanRefresh(tx.QueryRowContext(ctx, `SELECT `+codec.RefreshColumns+` FROM oauth_refresh_tokens WHERE hash = ?`, oldHash))
 		if err != nil {
 			return notFound(err, "rotate refresh token")
 		}
@@ -447,14 +336,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			// Reuse: someone holds a copy. End the whole family, the
 			// thief's tokens and the rightful client's alike.
 			outcome = store.ErrAlreadyUsed
-			_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, unixNano(now), t.FamilyID)
+			_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, codec.UnixNano(now), t.FamilyID)
 			return err
 		}
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) { // ct:public: a sanity check of two digests the server made
 			return errors.New("store: rotate refresh token: the next token must be new and of the same family")
 		}
 		// Compare-and-set, as in ConsumeAuthCode.
-		res, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET used_at = ? WHERE hash = ? AND used_at = 0 AND revoked_at = 0`, unixNano(now), oldHash)
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET used_at = ? WHERE hash = ? AND used_at = 0 AND revoked_at = 0`, codec.UnixNano(now), oldHash)
 		if err != nil {
 			return fmt.Errorf("store: rotate refresh token: %w", err)
 		}
@@ -477,7 +366,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 
 // RevokeRefreshFamily implements store.OAuthStore.
 func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, unixNano(at), familyID); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at = 0`, codec.UnixNano(at), familyID); err != nil {
 		return fmt.Errorf("store: revoke refresh family: %w", err)
 	}
 	return nil
@@ -485,7 +374,7 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at tim
 
 // RevokeUserRefreshTokens implements store.OAuthStore.
 func (s *Store) RevokeUserRefreshTokens(ctx context.Context, subject string, at time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE subject = ? AND revoked_at = 0`, unixNano(at), subject); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET revoked_at = ? WHERE subject = ? AND revoked_at = 0`, codec.UnixNano(at), subject); err != nil {
 		return fmt.Errorf("store: revoke user refresh tokens: %w", err)
 	}
 	return nil
@@ -502,14 +391,14 @@ func (s *Store) GrantConsent(ctx context.Context, user, clientID string, scopes 
 		case err != nil:
 			return fmt.Errorf("store: grant consent: %w", err)
 		default:
-			if have, err = decodeList(raw, "consent scopes"); err != nil {
+			if have, err = codec.DecodeList(raw, "consent scopes"); err != nil {
 				return err
 			}
 		}
 		merged := slices.Compact(slices.Sorted(slices.Values(append(have, scopes...))))
 		_, err = tx.ExecContext(ctx, `INSERT INTO oauth_consents (user_name, client_id, scopes, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT(user_name, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`,
-			user, clientID, encodeList(merged), unixNano(at))
+			user, clientID, codec.EncodeList(merged), codec.UnixNano(at))
 		if err != nil {
 			return fmt.Errorf("store: grant consent: %w", err)
 		}
@@ -527,7 +416,7 @@ func (s *Store) ConsentedScopes(ctx context.Context, user, clientID string) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("store: consented scopes: %w", err)
 	}
-	return decodeList(raw, "consent scopes")
+	return codec.DecodeList(raw, "consent scopes")
 }
 
 // CreateSigningKey implements store.OAuthStore.
@@ -537,7 +426,7 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *store.SigningKey) error
 		created = time.Now()
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_signing_keys (id, algorithm, private_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?)`,
-		k.ID, k.Algorithm, k.PrivateKeyPEM, unixNano(created), unixNano(k.RetiredAt))
+		k.ID, k.Algorithm, k.PrivateKeyPEM, codec.UnixNano(created), codec.UnixNano(k.RetiredAt))
 	if isUnique(err) {
 		return fmt.Errorf("store: signing key %s: %w", k.ID, store.ErrExists)
 	}
@@ -561,7 +450,7 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]*store.SigningKey, error
 		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PrivateKeyPEM, &created, &retired); err != nil {
 			return nil, fmt.Errorf("store: list signing keys: %w", err)
 		}
-		k.CreatedAt, k.RetiredAt = fromUnixNano(created), fromUnixNano(retired)
+		k.CreatedAt, k.RetiredAt = codec.FromUnixNano(created), codec.FromUnixNano(retired)
 		out = append(out, &k)
 	}
 	if err := rows.Err(); err != nil {
@@ -578,7 +467,7 @@ func (s *Store) SetSigningKeyMaterial(ctx context.Context, id string, privateKey
 
 // RetireSigningKey implements store.OAuthStore.
 func (s *Store) RetireSigningKey(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN ? ELSE retired_at END WHERE id = ?`, unixNano(at), id)
+	res, err := s.db.ExecContext(ctx, `UPDATE oauth_signing_keys SET retired_at = CASE WHEN retired_at = 0 THEN ? ELSE retired_at END WHERE id = ?`, codec.UnixNano(at), id)
 	return affected(res, err, "retire signing key "+id)
 }
 
@@ -587,7 +476,7 @@ func (s *Store) PurgeExpiredOAuth(ctx context.Context, now time.Time) (int, erro
 	total := 0
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, table := range []string{"oauth_codes", "oauth_refresh_tokens"} {
-			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at < ?`, unixNano(now))
+			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at < ?`, codec.UnixNano(now))
 			if err != nil {
 				return fmt.Errorf("store: purge %s: %w", table, err)
 			}

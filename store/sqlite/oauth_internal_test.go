@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 // TestOAuthLookupsUseIndexes checks that every OAuth lookup by key, family,
@@ -17,11 +19,11 @@ func TestOAuthLookupsUseIndexes(t *testing.T) {
 	}
 	defer s.Close()
 	for _, q := range []string{
-		`SELECT ` + userColumns + ` FROM oauth_users WHERE name = 'u'`,
-		`SELECT ` + clientColumns + ` FROM oauth_clients WHERE id = 'c'`,
-		`SELECT ` + codeColumns + ` FROM oauth_codes WHERE hash = x'01'`,
+		`SELECT ` + codec.UserColumns + ` FROM oauth_users WHERE name = 'u'`,
+		`SELECT ` + codec.ClientColumns + ` FROM oauth_clients WHERE id = 'c'`,
+		`SELECT ` + codec.CodeColumns + ` FROM oauth_codes WHERE hash = x'01'`,
 		`UPDATE oauth_codes SET used_at = 1 WHERE hash = x'01' AND used_at = 0`,
-		`SELECT ` + refreshColumns + ` FROM oauth_refresh_tokens WHERE hash = x'01'`,
+		`SELECT ` + codec.RefreshColumns + ` FROM oauth_refresh_tokens WHERE hash = x'01'`,
 		`UPDATE oauth_refresh_tokens SET revoked_at = 1 WHERE family_id = 'f' AND revoked_at = 0`,
 		`UPDATE oauth_refresh_tokens SET revoked_at = 1 WHERE subject = 'u' AND revoked_at = 0`,
 		`DELETE FROM oauth_codes WHERE expires_at < 1`,

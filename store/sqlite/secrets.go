@@ -7,26 +7,15 @@ import (
 	"time"
 
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 var _ store.SecretStore = (*Store)(nil)
 
-const secretColumns = `name, master_key_id, wrapped_key, ciphertext, created_at, updated_at`
-
-func scanSecret(row scanner) (*store.Secret, error) {
-	var s store.Secret
-	var created, updated int64
-	if err := row.Scan(&s.Name, &s.MasterKeyID, &s.WrappedKey, &s.Ciphertext, &created, &updated); err != nil {
-		return nil, err
-	}
-	s.CreatedAt, s.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
-	return &s, nil
-}
-
 // PutSecret implements store.SecretStore.
 func (s *Store) PutSecret(ctx context.Context, sec *store.Secret) error {
 	now := time.Now().UnixNano()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO secrets (`+secretColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO secrets (`+codec.SecretColumns+`) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET master_key_id = excluded.master_key_id, wrapped_key = excluded.wrapped_key,
 			ciphertext = excluded.ciphertext, updated_at = excluded.updated_at`,
 		sec.Name, sec.MasterKeyID, sec.WrappedKey, sec.Ciphertext, now, now)
@@ -38,7 +27,7 @@ func (s *Store) PutSecret(ctx context.Context, sec *store.Secret) error {
 
 // GetSecret implements store.SecretStore.
 func (s *Store) GetSecret(ctx context.Context, name string) (*store.Secret, error) {
-	sec, err := scanSecret(s.db.QueryRowContext(ctx, `SELECT `+secretColumns+` FROM secrets WHERE name = ?`, name))
+	sec, err := codec.ScanSecret(s.db.QueryRowContext(ctx, `SELECT `+codec.SecretColumns+` FROM secrets WHERE name = ?`, name))
 	if err != nil {
 		return nil, notFound(err, "get secret")
 	}
@@ -47,14 +36,14 @@ func (s *Store) GetSecret(ctx context.Context, name string) (*store.Secret, erro
 
 // ListSecrets implements store.SecretStore.
 func (s *Store) ListSecrets(ctx context.Context) ([]*store.Secret, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+secretColumns+` FROM secrets ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+codec.SecretColumns+` FROM secrets ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list secrets: %w", err)
 	}
 	defer rows.Close()
 	var out []*store.Secret
 	for rows.Next() {
-		sec, err := scanSecret(rows)
+		sec, err := codec.ScanSecret(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: list secrets: %w", err)
 		}
@@ -76,13 +65,13 @@ func (s *Store) DeleteSecret(ctx context.Context, name string) error {
 func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(*store.Secret) (*store.Secret, error)) (int, error) {
 	n := 0
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+secretColumns+` FROM secrets ORDER BY name`)
+		rows, err := tx.QueryContext(ctx, `SELECT `+codec.SecretColumns+` FROM secrets ORDER BY name`)
 		if err != nil {
 			return fmt.Errorf("store: rewrap secrets: %w", err)
 		}
 		var all []*store.Secret
 		for rows.Next() {
-			sec, err := scanSecret(rows)
+			sec, err := codec.ScanSecret(rows)
 			if err != nil {
 				rows.Close()
 				return fmt.Errorf("store: rewrap secrets: %w", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -256,34 +257,12 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func encodeList(l []string) string {
-	if l == nil {
-		l = []string{}
-	}
-	b, _ := json.Marshal(l) // a []string always marshals
-	return string(b)
-}
-
 // CreateAPIKey implements store.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (`+codec.KeyColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, encodeList(k.Roles), encodeList(k.Scopes),
-		unixNano(k.CreatedAt), unixNano(k.ExpiresAt), unixNano(k.LastUsedAt), unixNano(k.RevokedAt), k.PreviousHash, unixNano(k.PreviousExpiresAt))
+		k.ID, k.Name, k.Hash, codec.EncodeList(k.Roles), codec.EncodeList(k.Scopes),
+		codec.UnixNano(k.CreatedAt), codec.UnixNano(k.ExpiresAt), codec.UnixNano(k.LastUsedAt), codec.UnixNano(k.RevokedAt), k.PreviousHash, codec.UnixNano(k.PreviousExpiresAt))
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE constraint failed") {
 			return fmt.Errorf("store: api key %s: %w", k.ID, store.ErrExists)
@@ -293,38 +272,9 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 	return nil
 }
 
-const keyColumns = `id, name, hash, roles, scopes, created_at, expires_at, last_used_at, revoked_at, prev_hash, prev_expires_at`
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanKey(row scanner) (*store.APIKey, error) {
-	var (
-		k                                 store.APIKey
-		roles, scopes                     string
-		created, expires, used, revokedAt int64
-		prevExpires                       int64
-	)
-	if err := row.Scan(&k.ID, &k.Name, &k.Hash, &roles, &scopes, &created, &expires, &used, &revokedAt, &k.PreviousHash, &prevExpires); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal([]byte(roles), &k.Roles); err != nil {
-		return nil, fmt.Errorf("api key %s: corrupt roles: %w", k.ID, err)
-	}
-	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
-		return nil, fmt.Errorf("api key %s: corrupt scopes: %w", k.ID, err)
-	}
-	k.CreatedAt, k.ExpiresAt = fromUnixNano(created), fromUnixNano(expires)
-	k.LastUsedAt, k.RevokedAt = fromUnixNano(used), fromUnixNano(revokedAt)
-	k.PreviousExpiresAt = fromUnixNano(prevExpires)
-	if len(k.PreviousHash) == 0 {
-		k.PreviousHash = nil
-	}
-	return &k, nil
-}
-
 // GetAPIKey implements store.Store.
 func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error) {
-	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+	k, err := codec.ScanKey(s.db.QueryRowContext(ctx, `SELECT `+codec.KeyColumns+` FROM api_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: api key %s: %w", id, store.ErrNotFound)
 	}
@@ -336,14 +286,14 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error)
 
 // ListAPIKeys implements store.Store.
 func (s *Store) ListAPIKeys(ctx context.Context) ([]*store.APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at DESC, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+codec.KeyColumns+` FROM api_keys ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list api keys: %w", err)
 	}
 	defer rows.Close()
 	var keys []*store.APIKey
 	for rows.Next() {
-		k, err := scanKey(rows)
+		k, err := codec.ScanKey(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: list api keys: %w", err)
 		}
@@ -357,7 +307,7 @@ func (s *Store) ListAPIKeys(ctx context.Context) ([]*store.APIKey, error) {
 
 // RevokeAPIKey implements store.Store.
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE id = ?`, unixNano(at), id)
+	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE id = ?`, codec.UnixNano(at), id)
 	if err != nil {
 		return fmt.Errorf("store: revoke api key: %w", err)
 	}
@@ -387,7 +337,7 @@ func (s *Store) RotateAPIKey(ctx context.Context, id string, newHash []byte, gra
 			prev = "hash"
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE api_keys SET prev_hash = CASE WHEN ? IS NULL THEN NULL ELSE hash END, prev_expires_at = ?, hash = ? WHERE id = ?`,
-			prev, unixNano(graceUntil), newHash, id)
+			prev, codec.UnixNano(graceUntil), newHash, id)
 		if err != nil {
 			return fmt.Errorf("store: rotate api key: %w", err)
 		}
@@ -407,7 +357,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time)
 		}
 		defer stmt.Close()
 		for id, t := range lastUsed {
-			if _, err := stmt.ExecContext(ctx, unixNano(t), id, unixNano(t)); err != nil {
+			if _, err := stmt.ExecContext(ctx, codec.UnixNano(t), id, codec.UnixNano(t)); err != nil {
 				return fmt.Errorf("store: touch api keys: %w", err)
 			}
 		}
@@ -419,7 +369,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time)
 func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
-			ON CONFLICT(jti) DO UPDATE SET expires_at = CASE WHEN expires_at = 0 OR excluded.expires_at = 0 THEN 0 ELSE MAX(expires_at, excluded.expires_at) END`, jti, unixNano(expiresAt)); err != nil {
+			ON CONFLICT(jti) DO UPDATE SET expires_at = CASE WHEN expires_at = 0 OR excluded.expires_at = 0 THEN 0 ELSE MAX(expires_at, excluded.expires_at) END`, jti, codec.UnixNano(expiresAt)); err != nil {
 			return fmt.Errorf("store: revoke token: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at != 0 AND expires_at < ?`, time.Now().Add(-24*time.Hour).UnixNano()); err != nil {

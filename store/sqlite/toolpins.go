@@ -5,23 +5,14 @@ import (
 	"fmt"
 
 	"github.com/mcpguard/mcpguard/store"
+	"github.com/mcpguard/mcpguard/store/internal/codec"
 )
 
 var _ store.ToolPinStore = (*Store)(nil)
 
-func scanToolPin(row scanner) (*store.ToolPin, error) {
-	var p store.ToolPin
-	var at int64
-	if err := row.Scan(&p.Upstream, &p.Tool, &p.Hash, &at); err != nil {
-		return nil, err
-	}
-	p.PinnedAt = fromUnixNano(at)
-	return &p, nil
-}
-
 // GetToolPin implements store.ToolPinStore.
 func (s *Store) GetToolPin(ctx context.Context, upstream, tool string) (*store.ToolPin, error) {
-	p, err := scanToolPin(s.db.QueryRowContext(ctx, `SELECT upstream, tool, hash, pinned_at FROM tool_pins WHERE upstream = ? AND tool = ?`, upstream, tool))
+	p, err := codec.ScanToolPin(s.db.QueryRowContext(ctx, `SELECT `+codec.ToolPinColumns+` FROM tool_pins WHERE upstream = ? AND tool = ?`, upstream, tool))
 	if err != nil {
 		return nil, notFound(err, "get tool pin")
 	}
@@ -41,14 +32,14 @@ func (s *Store) PutToolPin(ctx context.Context, p *store.ToolPin) error {
 
 // ListToolPins implements store.ToolPinStore.
 func (s *Store) ListToolPins(ctx context.Context) ([]*store.ToolPin, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT upstream, tool, hash, pinned_at FROM tool_pins ORDER BY upstream, tool`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+codec.ToolPinColumns+` FROM tool_pins ORDER BY upstream, tool`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list tool pins: %w", err)
 	}
 	defer rows.Close()
 	var out []*store.ToolPin
 	for rows.Next() {
-		p, err := scanToolPin(rows)
+		p, err := codec.ScanToolPin(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: list tool pins: %w", err)
 		}
@@ -88,7 +79,7 @@ func (s *Store) ListUpstreamStatus(ctx context.Context) ([]*store.UpstreamStatus
 		if err := rows.Scan(&st.Name, &status, &at); err != nil {
 			return nil, fmt.Errorf("store: list upstream status: %w", err)
 		}
-		st.Status, st.UpdatedAt = []byte(status), fromUnixNano(at)
+		st.Status, st.UpdatedAt = []byte(status), codec.FromUnixNano(at)
 		out = append(out, &st)
 	}
 	if err := rows.Err(); err != nil {

@@ -1,10 +1,8 @@
 // Package codec converts between store records and SQL rows in the schema
 // shape the SQL backends share: times as int64 nanoseconds since 1970 (0
 // meaning unset), lists as JSON text, digests and keys as blobs.
-// store/postgres uses it; store/sqlite still has its own copies of these
-// helpers (their switch to this package is a mechanical follow-up, left
-// out to keep this branch from conflicting with the session and gateway
-// work in store/sqlite).
+// store/sqlite and store/postgres both read and write rows through it, so
+// the two backends cannot drift apart in how a record is encoded.
 package codec
 
 import (
@@ -219,4 +217,33 @@ func ScanSecret(row Scanner) (*store.Secret, error) {
 	}
 	s.CreatedAt, s.UpdatedAt = FromUnixNano(created), FromUnixNano(updated)
 	return &s, nil
+}
+
+// SessionColumns are the mcp_sessions columns ScanSession reads, in order.
+const SessionColumns = `id, owner, subject, client_id, created_at, expires_at, last_seen, revoked_at`
+
+// ScanSession reads an MCP session (SessionColumns).
+func ScanSession(row Scanner) (*store.Session, error) {
+	var s store.Session
+	var created, expires, seen, revoked int64
+	if err := row.Scan(&s.ID, &s.Owner, &s.Subject, &s.ClientID, &created, &expires, &seen, &revoked); err != nil {
+		return nil, err
+	}
+	s.CreatedAt, s.ExpiresAt = FromUnixNano(created), FromUnixNano(expires)
+	s.LastSeen, s.RevokedAt = FromUnixNano(seen), FromUnixNano(revoked)
+	return &s, nil
+}
+
+// ToolPinColumns are the tool_pins columns ScanToolPin reads, in order.
+const ToolPinColumns = `upstream, tool, hash, pinned_at`
+
+// ScanToolPin reads a tool pin (ToolPinColumns).
+func ScanToolPin(row Scanner) (*store.ToolPin, error) {
+	var p store.ToolPin
+	var at int64
+	if err := row.Scan(&p.Upstream, &p.Tool, &p.Hash, &at); err != nil {
+		return nil, err
+	}
+	p.PinnedAt = FromUnixNano(at)
+	return &p, nil
 }

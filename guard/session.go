@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpguard/mcpguard/internal/tick"
 )
 
 // SessionRegistry binds MCP sessions (Mcp-Session-Id) to the principal
@@ -212,37 +214,33 @@ func (g *Guard) SweepSessions(ctx context.Context, interval time.Duration) {
 	if g.HTTP.Sessions == nil {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() { g.sweepSessions(ctx) })
+}
+
+// sweepSessions is one pass of SweepSessions.
+func (g *Guard) sweepSessions(ctx context.Context) {
+	g.live.mu.Lock()
+	ids := make([]string, 0, len(g.live.owners))
+	for id := range g.live.owners {
+		ids = append(ids, id)
+	}
+	h := g.live.handler
+	g.live.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ended, err := g.HTTP.Sessions.Ended(ctx, ids)
+	if err != nil {
+		g.logger().Warn("session: checking open sessions failed", "err", err)
+		return
+	}
+	for _, id := range ended {
 		g.live.mu.Lock()
-		ids := make([]string, 0, len(g.live.owners))
-		for id := range g.live.owners {
-			ids = append(ids, id)
-		}
-		h := g.live.handler
+		owner := g.live.owners[id]
+		delete(g.live.owners, id)
 		g.live.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		ended, err := g.HTTP.Sessions.Ended(ctx, ids)
-		if err != nil {
-			g.logger().Warn("session: checking open sessions failed", "err", err)
-			continue
-		}
-		for _, id := range ended {
-			g.live.mu.Lock()
-			owner := g.live.owners[id]
-			delete(g.live.owners, id)
-			g.live.mu.Unlock()
-			if owner != nil && h != nil {
-				terminate(ctx, h, id, owner)
-			}
+		if owner != nil && h != nil {
+			terminate(ctx, h, id, owner)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/fsx"
+	"github.com/mcpguard/mcpguard/internal/tick"
 )
 
 // maxPolicyBytes bounds one policy file.
@@ -150,8 +151,6 @@ func (s *Set) Watch(ctx context.Context, interval time.Duration) {
 	if s.dir == "" || interval <= 0 {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	var lastErr string
 	var pending [32]byte
 	report := func(err error) {
@@ -164,37 +163,32 @@ func (s *Set) Watch(ctx context.Context, interval time.Duration) {
 			s.OnError(err)
 		}
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		s.mu.Lock()
 		opts, digest, err := s.scan()
 		switch {
 		case err != nil:
 			s.mu.Unlock()
 			report(err)
-			continue
+			return
 		case digest == s.digest: // ct:public: digests of the policy files
 			s.mu.Unlock()
 			lastErr, pending = "", digest
-			continue
+			return
 		case digest != pending: // ct:public: digests of the policy files
 			s.mu.Unlock()
 			pending = digest // changed: wait until the files hold still
-			continue
+			return
 		}
 		err = s.apply(opts, digest)
 		s.mu.Unlock()
 		if err != nil {
 			report(err)
-			continue
+			return
 		}
 		lastErr = ""
 		s.logger().Info("policies reloaded", "policies", s.Engine().Len())
-	}
+	})
 }
 
 func (s *Set) logger() *slog.Logger {

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
 	"github.com/mcpguard/mcpguard/internal/netx"
+	"github.com/mcpguard/mcpguard/internal/tick"
 	"github.com/mcpguard/mcpguard/oauth"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -49,18 +50,11 @@ const keyReload = 30 * time.Second
 // reloadKeys keeps the authorization server's signing keys and the token
 // verifier's keys current until ctx is done.
 func (rs *resourceServer) reloadKeys(ctx context.Context, logger *slog.Logger) {
-	t := time.NewTicker(keyReload)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, keyReload, func() {
 		if err := rs.syncKeys(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("oauth: reloading signing keys failed; keeping the current ones", "err", err)
 		}
-	}
+	})
 }
 
 func (rs *resourceServer) syncKeys(ctx context.Context) error {

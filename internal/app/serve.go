@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mcpguard/mcpguard/internal/netx"
+	"github.com/mcpguard/mcpguard/internal/tick"
 	"io"
 	"log/slog"
 	"net"
@@ -614,18 +615,11 @@ func randomPassword() string {
 // purgeOAuth deletes expired authorization codes and refresh tokens every
 // ten minutes until ctx is done, so that the tables stay bounded.
 func purgeOAuth(ctx context.Context, st store.Store, logger *slog.Logger) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
+	tick.Now(ctx, 10*time.Minute, func() {
 		if n, err := st.PurgeExpiredOAuth(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			logger.Warn("oauth: purging expired codes and tokens failed", "err", err)
 		} else if n > 0 {
 			logger.Info("oauth: purged expired codes and refresh tokens", "rows", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

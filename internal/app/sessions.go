@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpguard/mcpguard/guard"
 	"github.com/mcpguard/mcpguard/internal/config"
+	"github.com/mcpguard/mcpguard/internal/tick"
 	"github.com/mcpguard/mcpguard/session"
 	"github.com/mcpguard/mcpguard/store"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -91,20 +92,13 @@ const sessionSweepInterval = 2 * time.Second
 
 // purgeSessions deletes sessions that ended more than a day ago, hourly.
 func purgeSessions(ctx context.Context, st store.SessionStore, logger *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
+	tick.Now(ctx, time.Hour, func() {
 		if n, err := st.PurgeSessions(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
 			logger.Warn("sessions: purging ended sessions failed", "err", err)
 		} else if n > 0 {
 			logger.Info("sessions: purged ended sessions", "rows", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // SessionsList writes the live MCP sessions (of user, when not "").

@@ -15,6 +15,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/mcpguard/mcpguard/internal/tick"
 )
 
 // CipherSuites are the TLS 1.2 suites offered: ECDHE key exchange with an
@@ -126,23 +128,16 @@ func (r *Reloader) changed() bool {
 // Watch polls the files every interval and reloads them when they change,
 // until ctx is done.
 func (r *Reloader) Watch(ctx context.Context, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		if !r.changed() {
-			continue
+			return
 		}
 		if err := r.Reload(); err != nil {
 			logger.Error("tls: certificate files changed but could not be loaded; the previous ones stay in use", "err", err)
 		} else {
 			logger.Info("tls: certificates reloaded")
 		}
-	}
+	})
 }
 
 // Config returns the server's tls.Config. Every handshake reads the current
